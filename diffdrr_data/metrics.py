@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['normalized_cross_correlation', 'block_mean', 'subpixel_shift', 'reprojection_error']
 
-# %% ../nbs/09_metrics.ipynb #a1add675
+# %% ../nbs/09_metrics.ipynb #6a65ff33
 import torch
 import torch.nn.functional as F
 
-# %% ../nbs/09_metrics.ipynb #f28b6f6c
+# %% ../nbs/09_metrics.ipynb #800d2c27
 def normalized_cross_correlation(
     a: torch.Tensor,  # (..., H, W) image
     b: torch.Tensor,  # (..., H, W) image of the same shape
@@ -21,7 +21,7 @@ def normalized_cross_correlation(
     a, b = a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True)
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-300)
 
-# %% ../nbs/09_metrics.ipynb #d96124e3
+# %% ../nbs/09_metrics.ipynb #b9ef66e9
 def block_mean(
     img: torch.Tensor,  # (..., H, W) image with H and W divisible by `factor`
     factor: int,  # side of the square block of pixels averaged into one
@@ -32,7 +32,7 @@ def block_mean(
         raise ValueError(f"image of {h} x {w} pixels does not divide into {factor} x {factor} blocks; crop it first")
     return img.reshape(*lead, h // factor, factor, w // factor, factor).mean((-3, -1))
 
-# %% ../nbs/09_metrics.ipynb #e9a2f62b
+# %% ../nbs/09_metrics.ipynb #32f73722
 def _translate(img: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     "Resample `img` (1, 1, H, W) at `x + shift` (pixels, (dx, dy)) with bilinear interpolation."
     _, _, h, w = img.shape
@@ -62,7 +62,7 @@ def subpixel_shift(
         shift = shift - coef[2:] / coef[0]
     return shift
 
-# %% ../nbs/09_metrics.ipynb #5139d9d8
+# %% ../nbs/09_metrics.ipynb #bed68a38
 def reprojection_error(
     projected: torch.Tensor,  # (..., N, 2) projected landmarks (pixels)
     annotated: torch.Tensor,  # (..., N, 2) ground-truth landmarks in the same pixel convention; NaN = missing
