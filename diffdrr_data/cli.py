@@ -78,7 +78,7 @@ def render(
     print(f"wrote {out}")
     return result
 
-# %% ../nbs/08_cli.ipynb #2b6f2783
+# %% ../nbs/08_cli.ipynb #efde5651
 DATASETS = ("deepfluoro",)  # datasets `download` knows
 
 
@@ -91,7 +91,7 @@ def download(
     from diffdrr_data.download import download_deepfluoro
 
     if dataset not in DATASETS:
-        raise SystemExit(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
     path = download_deepfluoro(url=url)
     print(f"installed {path}")
     return path
@@ -104,7 +104,7 @@ def info():
 
     print_info()
 
-# %% ../nbs/08_cli.ipynb #673fe2e2
+# %% ../nbs/08_cli.ipynb #9108bf18
 COMMANDS = dict(render=render, download=download, info=info)
 
 
@@ -121,9 +121,12 @@ def main():
         print(f"diffdrr-data: unknown command {command!r}\n\n{usage}", file=sys.stderr)
         return 2
     sys.argv = [f"diffdrr-data {command}"] + sys.argv[2:]
+    from diffdrr_data.download import DownloadError
+
     try:
         COMMANDS[command]()
-    except (ValueError, TypeError, FileNotFoundError, IndexError) as e:
+    except (ValueError, TypeError, FileNotFoundError, IndexError, DownloadError) as e:
+        # errors about the user's input or environment: one readable line, no traceback
         print(f"diffdrr-data {command}: error: {e}", file=sys.stderr)
         return 1
     return 0

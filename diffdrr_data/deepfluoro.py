@@ -105,7 +105,7 @@ def deepfluoro_to_diffdrr_pixels(
         uv[..., 0], uv[..., 1] = cols - 1 - uv[..., 0], rows - 1 - uv[..., 1]
     return uv - crop + 0.5
 
-# %% ../nbs/00_deepfluoro.ipynb #2277a6d1
+# %% ../nbs/00_deepfluoro.ipynb #d79a11cd
 def collimator_border(
     width: int,  # columns of the raw image (pixels)
 ) -> int:  # pixels to crop off each edge
@@ -132,13 +132,13 @@ def preprocess(
         raise ValueError(f"crop={crop} does not fit an image of {H} x {W} pixels")
     if crop:
         img = img[..., crop:-crop, crop:-crop]
-    img = img.clamp(min=1e-6 * float(initial_energy.max()))
+    img = img.clamp(min=1e-6 * float(initial_energy.max()), max=1e6 * float(initial_energy.max()))
     if min(img.shape[-2:]) >= 5:
         batch = img.shape[:-2]
         img = gaussian_blur(img.reshape(-1, 1, *img.shape[-2:]), kernel_size=5, sigma=1.0).reshape(*batch, *img.shape[-2:])
     return initial_energy.log() - img.log()
 
-# %% ../nbs/00_deepfluoro.ipynb #d3cfa437
+# %% ../nbs/00_deepfluoro.ipynb #23c9594e
 class Transforms:
     "Standardize, resize, and normalize X-rays and DRRs before inputting to a deep learning model."
 
@@ -159,19 +159,20 @@ class Transforms:
         self,
         x: torch.Tensor,  # (B, C, H, W) or (C, H, W) images
     ) -> torch.Tensor:  # (..., height, height) float32
-        x = torch.as_tensor(x).to(torch.float32)
+        x = torch.as_tensor(x)
         if x.ndim not in (3, 4):
             raise ValueError(f"Transforms expects (B, C, H, W) or (C, H, W) images, got shape {tuple(x.shape)}")
+        x = x.to(torch.float64)  # the range hi - lo of extreme float32 images overflows float32
         lo = x.amin(dim=(-2, -1), keepdim=True)
         hi = x.amax(dim=(-2, -1), keepdim=True)
-        x = (x - lo) / (hi - lo + self.eps)
+        x = ((x - lo) / (hi - lo + self.eps)).to(torch.float32)
         x = resize(x, [self.height, self.height], antialias=True)
         return (x - self.mean) / self.std
 
     def __repr__(self):
         return f"Transforms(height={self.height}, eps={self.eps}, mean={self.mean}, std={self.std})"
 
-# %% ../nbs/00_deepfluoro.ipynb #1d5d9631
+# %% ../nbs/00_deepfluoro.ipynb #bcd85db8
 def _validate_id_number(id_number) -> int:
     valid = f"an integer from 1 to {len(SPECIMENS)}"
     if isinstance(id_number, (bool, np.bool_)) or not isinstance(id_number, (int, np.integer)):
@@ -194,14 +195,18 @@ def _validate_multiplier(value) -> float:
 def _validate_labels(labels, label_def: dict) -> list | None:
     if labels is None:
         return None
+    valid = ", ".join(f"{k} ({v})" for k, v in sorted(label_def.items()))
+    if isinstance(labels, (str, bytes)):
+        raise TypeError(f"labels must be an int or a list of ints, got the string {labels!r}; valid labels: {valid}")
     items = [labels] if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool) else labels
     try:
         items = list(items)
     except TypeError:
         raise TypeError(f"labels must be an int or a list of ints from {sorted(label_def)}, got {labels!r}") from None
+    if not items:
+        raise ValueError(f"labels must not be empty (use labels=None to render everything); valid labels: {valid}")
     bad = [o for o in items if isinstance(o, bool) or not isinstance(o, (int, np.integer)) or int(o) not in label_def]
-    if bad or not items:
-        valid = ", ".join(f"{k} ({v})" for k, v in sorted(label_def.items()))
+    if bad:
         raise ValueError(f"labels {bad or items} are not in this file's labels-def; valid labels: {valid}")
     return [int(o) for o in items]
 
