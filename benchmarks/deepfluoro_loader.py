@@ -48,7 +48,7 @@ DEFAULT_REFERENCE_PYTHON = os.environ.get("DIFFDRR_BENCH_REFERENCE_PYTHON", "/wo
 REFERENCE_VERSION = "0.0.7"
 SPECIMEN = "17-1882"  # subject 1
 IMPLS = ("floor", "ours", "reference")
-EPOCH_VIEWS = 96  # views per timed DataLoader epoch (cycling over the timed views)
+EPOCH_VIEWS = 48  # views per timed DataLoader epoch (cycling over the timed views)
 CHILD_FLAG = "--benchmark-child"  # argv[1] of a child process; argv[2] is its JSON spec
 
 
@@ -193,25 +193,35 @@ def time_getitem(ds, n: int, repeats: int) -> dict:
     return stats(times)
 
 
-def time_dataloader(ds, n: int, workers: int, epochs: int, batch_size: int = 4, epoch_views: int = None) -> dict:
-    "Views per second through a DataLoader; an epoch is `epoch_views` indices cycling over the first `n` views."
+def time_dataloaders(ds, n: int, worker_counts: tuple, epochs: int, batch_size: int = 4, epoch_views: int = None) -> dict:
+    """Views per second through a DataLoader for each worker count; an epoch is `epoch_views` indices cycling over
+    the first `n` views. Epochs of the different worker counts alternate (0, 1, 2, 0, 1, 2, ...), so that load from
+    other programs on the machine falls on all of them alike; the 1-minute load average is recorded."""
     import torch
 
-    indices = [i % n for i in range(max(n, epoch_views or EPOCH_VIEWS))]  # long enough that start-up and the last batch don't dominate
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(ds, indices), batch_size=batch_size, num_workers=workers, shuffle=False,
-        persistent_workers=workers > 0)
-    rates = []
+    indices = [i % n for i in range(max(n, epoch_views or EPOCH_VIEWS))]  # start-up and the last batch don't dominate
+    subset = torch.utils.data.Subset(ds, indices)
+    loaders = {w: torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=w, shuffle=False,
+                                              persistent_workers=w > 0) for w in worker_counts}
+    rates, errors = {w: [] for w in worker_counts}, {}
+    load = [os.getloadavg()[0]]
     for epoch in range(epochs + 1):
-        t = time.perf_counter()
-        seen = 0
-        for img, pose in loader:
-            seen += img.shape[0]
-        dt = time.perf_counter() - t
-        if epoch:  # epoch 0 starts the workers and warms up
-            rates.append(seen / dt)
-    del loader
-    return stats(rates)
+        for w, loader in loaders.items():
+            if w in errors:
+                continue
+            try:
+                t = time.perf_counter()
+                seen = sum(img.shape[0] for img, pose in loader)
+                dt = time.perf_counter() - t
+            except Exception as e:  # a loader that cannot run in workers is a result, not a crash
+                errors[w] = dict(error=f"{type(e).__name__}: {e}")
+                continue
+            if epoch:  # epoch 0 starts the workers and warms up
+                rates[w].append(seen / dt)
+        load.append(os.getloadavg()[0])
+    del loaders
+    out = {str(w): errors.get(w) or dict(stats(rates[w]), load_average=[min(load), max(load)]) for w in worker_counts}
+    return out
 
 
 def profile_getitem(ds, n: int, repeats: int, top: int = 12) -> list:
@@ -257,12 +267,7 @@ def run_child(impl: str, filename: str, n_views: int, repeats: int, epochs: int,
     base["profile_preprocess"] = profile_getitem(ds_pre, n, max(1, repeats // 2))
     del ds_raw
     ds_loader = make(preprocess=True, batchless=True)
-    base["dataloader_views_per_s"] = {}
-    for workers in (0, 1, 2):
-        try:
-            base["dataloader_views_per_s"][str(workers)] = time_dataloader(ds_loader, n, workers, epochs, epoch_views=epoch_views)
-        except Exception as e:  # a loader that cannot run in workers is a result, not a crash
-            base["dataloader_views_per_s"][str(workers)] = dict(error=f"{type(e).__name__}: {e}")
+    base["dataloader_views_per_s"] = time_dataloaders(ds_loader, n, (0, 1, 2), epochs, epoch_views=epoch_views)
     return base
 
 
@@ -521,7 +526,7 @@ def main(
     reason = "skipped by --skip_reference" if skip_reference else reference_available(reference_python)
     if reason:
         print(f"Reference implementation SKIPPED ({reason}). To include it: python -m venv ENV && "
-              f"ENV/bin/pip install torch torchvision diffdrrdata=={REFERENCE_VERSION}, then pass "
+              f"ENV/bin/pip install torch torchvision diffdrrdata=={REFERENCE_VERSION} 'numpy<2.4', then pass "
               f"--reference_python ENV/bin/python.", file=sys.stderr)
     source = filename or default_file()
     workdir = tempfile.TemporaryDirectory(prefix="deepfluoro-bench-")
