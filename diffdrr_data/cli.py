@@ -15,19 +15,17 @@ from fastcore.script import call_parse
 # %% auto #0
 __all__ = ['DATASETS', 'COMMANDS', 'render_view_figure', 'render', 'download', 'info', 'main']
 
-# %% ../nbs/08_cli.ipynb #aaf8dcca
+# %% ../nbs/08_cli.ipynb #f5db2cb6
 def render_view_figure(
     result: dict,  # the output of `compare_to_drr`
-    downsample: int,  # the factor `compare_to_drr` used
     title: str = "",  # figure title
-    crop_offset: tuple = (0, 0),  # (columns, rows) trimmed before block averaging (full-resolution pixels)
 ):  # matplotlib Figure
     "Plot the X-ray beside its DRR with projected fiducials (x) and annotated landmarks (o)."
     import matplotlib.pyplot as plt
 
     h, w = result["drr"].shape[-2:]
     fig, axs = plt.subplots(1, 2, figsize=(10, 5.4))
-    offset = torch.tensor(crop_offset, dtype=torch.float64)
+    offset, downsample = torch.tensor(result["margin"], dtype=torch.float64), result["downsample"]
     to_coarse = lambda uv: (uv[0].double() - offset) / downsample  # full-resolution corner convention -> coarse
     for ax, img, name in zip(axs, (result["xray"], result["drr"]), ("X-ray (preprocessed)", "DRR from ground-truth pose")):
         ax.imshow(img[0, 0], cmap="gray", extent=(0, w, h, 0))  # extent: pixel corners at integers, like DiffDRR
@@ -65,11 +63,9 @@ def render(
         path = Path(file)
     with DeepFluoroDataset(subject, filename=path) as ds:
         result = compare_to_drr(ds, view, downsample=downsample, device=default_device())
-        h, w = result["drr"].shape[-2:]
-        offset = ((ds.width - w * downsample) // 2, (ds.height - h * downsample) // 2)
         mrpe = float(result["landmark_error"].nanmean())
         title = f"subject {subject} ({ds.specimen}), view {ds._index(view)}: NCC {result['ncc']:.4f}, mRPE {mrpe:.2e} px"
-        fig = render_view_figure(result, downsample, title, offset)
+        fig = render_view_figure(result, title)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
