@@ -4,8 +4,14 @@
 our CI machines, so this script produces the same content with the notebook's own cells: hidden cells are
 dropped, markdown cells are kept verbatim, visible code cells become fenced Python blocks followed by their
 text outputs. `python .ci/readme.py --check` fails (printing a diff) when README.md is out of date.
+
+Two more checks of README.md, used by `.ci/test`:
+- `--code` prints the README's ```python blocks, joined into one script (the test suite runs it: the Usage
+  snippet must work as written);
+- `--check-install` fails unless the README's test command installs with the same `pip install` arguments as
+  `.ci/run` (between its `# --- install ---` markers), so that CI and a reader get the same torch and pins.
 """
-import difflib, json, sys
+import difflib, json, re, shlex, sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parents[1]
@@ -35,8 +41,42 @@ def render(nb_path: Path) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def code_blocks(markdown: str) -> list[str]:
+    "The ```python blocks of a markdown text."
+    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.M | re.S)
+
+
+def pip_args(command: str) -> list[str]:
+    "The arguments of the `pip install` in a shell line, without the options that only change pip's output."
+    m = re.search(r"pip\"?\s+install\s+(.*?)(?:&&|;|$)", command)
+    if not m:
+        return []
+    quiet = {"-q", "-qq", "--quiet", "--disable-pip-version-check", "--progress-bar=off"}
+    return [a for a in shlex.split(m.group(1)) if a not in quiet]
+
+
+def check_install() -> int:
+    "The README's test command (the one that runs .ci/test) installs exactly what .ci/run installs."
+    readme = (root / "README.md").read_text()
+    ci = (root / ".ci" / "run").read_text()
+    block = re.search(r"^\s*# --- install ---$(.*?)^\s*# --- end install ---$", ci, flags=re.M | re.S).group(1)
+    ci_installs = [pip_args(l) for l in block.splitlines() if re.search(r"pip\"?\s+install", l)]
+    readme_installs = [pip_args(l) for l in readme.splitlines() if "bash .ci/test" in l and "pip install" in l]
+    if len(readme_installs) != 1 or len(ci_installs) != 1 or readme_installs[0] != ci_installs[0]:
+        print(f"README's test command installs: {readme_installs}\n.ci/run installs:              {ci_installs}")
+        print("They must be the same single `pip install` (edit nbs/index.ipynb or .ci/run, then `python .ci/readme.py`)")
+        return 1
+    print(f"README and .ci/run both run: pip install {shlex.join(ci_installs[0])}")
+    return 0
+
+
 if __name__ == "__main__":
     readme, new = root / "README.md", render(root / "nbs" / "index.ipynb")
+    if "--code" in sys.argv:
+        print("\n\n".join(code_blocks(readme.read_text())), end="")
+        sys.exit(0)
+    if "--check-install" in sys.argv:
+        sys.exit(check_install())
     if "--check" in sys.argv:
         old = readme.read_text() if readme.exists() else ""
         if old != new:
