@@ -3,8 +3,12 @@
 
 Quarto is not needed (nor installed) here, so this checks everything `nbdev_docs` would feed it:
 
-1. `nbdev_proc_nbs` processes every notebook into `_proc/` (nbdev installs Quarto on the way when it is
-   missing; that step is skipped here, processing itself does not need it).
+1. `nbdev_proc_nbs` (nbdev's console command, nothing private) processes every notebook into `_proc/`.
+   Before processing, nbdev checks that a `quarto` executable is on PATH and, when there is none, tries to
+   download and install Quarto with sudo; processing itself never runs Quarto. Quarto cannot be installed on
+   our CI machines, so when none is on PATH this script puts a stand-in `quarto` (a script in a temporary
+   folder that refuses to run, exit 1) first on the PATH of that one command: nbdev's check finds it and moves
+   on, and anything that did try to run Quarto would fail loudly instead of passing silently.
 2. Every processed notebook is turned into HTML with `jupyter nbconvert --to html` (not executed: the
    outputs are the ones saved in the notebook).
 3. Each page, and the standalone camera-pose scene, is opened in headless Chromium and screenshotted
@@ -39,8 +43,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS, PROC = ROOT / "nbs", ROOT / "_proc"
-SHOTS = ROOT / ".ci" / "artifacts" / "screenshots"
-SCENE = "deepfluoro_camera_poses.html"  # the standalone 3D page written by nbs/05_camera_poses.ipynb
+SHOTS = ROOT / ".ci" / "artifacts" / "screenshots"  # --artifacts DIR: DIR / "screenshots"
 
 CHROMIUM_FLAGS = [  # the flags of the issue, plus a throwaway profile so parallel runs do not share one
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -62,21 +65,10 @@ def log(msg: str):
 
 
 # --- 1. nbdev_proc_nbs ----------------------------------------------------------------------------------
-# Run in a child process: nbdev prints every cell it warns about, and a failure raises from a worker pool.
-# Without Quarto, nbdev_proc_nbs would first try to install it; processing does not need it, so skip that.
-_PROC_ALL = """
-import shutil, nbdev.quarto
-if shutil.which("quarto") is None:
-    nbdev.quarto._ensure_quarto = lambda: None
-nbdev.quarto.nbdev_proc_nbs.__wrapped__(n_workers=2)
-"""
-# After a failure: process one notebook as nbdev_proc_nbs does, to tell which notebooks fail and why.
-_PROC_ONE = """
-import sys
-from pathlib import Path
-from nbdev.processors import FilterDefaults
-from nbdev.serve_drv import main
-main((Path(sys.argv[1]), Path(sys.argv[2]), FilterDefaults))
+# nbdev_proc_nbs runs as a child process (it prints every cell it warns about; a failure raises in a worker).
+FAKE_QUARTO = """#!/bin/sh
+echo "quarto: not installed here; .ci/docs_check.py only lets nbdev_proc_nbs find a quarto on PATH" >&2
+exit 1
 """
 
 
@@ -90,33 +82,75 @@ def _last_error(stderr: str) -> str:
     return lines[-1][:300] if lines else stderr.strip()[-300:]
 
 
+def titles() -> dict[str, str]:
+    "Notebook titles (the first `# ` heading), as nbdev names them in 'Error in notebook: TITLE in cell N'."
+    found = {}
+    for src in notebooks():
+        for cell in json.loads(src.read_text()).get("cells", []):
+            m = re.search(r"^# (.+)$", "".join(cell.get("source", [])), flags=re.M) if cell.get("cell_type") == "markdown" else None
+            if m:
+                found[m.group(1).strip()] = src.relative_to(NBS).with_suffix("").as_posix()
+                break
+    return found
+
+
+def notebooks() -> list[Path]:
+    "The notebooks nbdev processes: every `*.ipynb` under nbs/, outside folders and files starting with `.` or `_`."
+    return sorted(p for p in NBS.rglob("*.ipynb") if not any(q.startswith((".", "_")) for q in p.relative_to(NBS).parts))
+
+
+def _run_proc_nbs(skip: list[str]) -> subprocess.CompletedProcess:
+    "`nbdev_proc_nbs`, skipping the notebooks named in `skip` (file names) with nbdev's own `--skip_file_re`."
+    skip_re = "^[_.]" + "".join(f"|^{re.escape(name)}$" for name in skip)  # nbdev's default, plus these
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="fake-quarto-") as bin_dir:
+        if shutil.which("quarto") is None:  # see the module docstring
+            fake = Path(bin_dir) / "quarto"
+            fake.write_text(FAKE_QUARTO)
+            fake.chmod(0o755)
+            env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        return subprocess.run(["nbdev_proc_nbs", "--n_workers", "2", "--skip_file_re", skip_re], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=900)
+
+
 def proc_nbs() -> dict[str, str]:
-    "Run `nbdev_proc_nbs` into a fresh `_proc/`; return {notebook: reason} for notebooks it could not process."
+    """Run `nbdev_proc_nbs` into a fresh `_proc/`; return {notebook: reason} for notebooks it could not process.
+
+    nbdev stops at the first notebook that fails and names it by title ("Error in notebook: TITLE in cell N"); the
+    notebooks it had not reached yet are missing from `_proc/`. So after a failure it runs again, skipping the
+    failed notebooks (nbdev keeps what it processed already and does only the missing ones), until it succeeds.
+    """
     if PROC.exists():
         shutil.rmtree(PROC)  # fresh every run: a stale page must not pass
-    run = subprocess.run([sys.executable, "-c", _PROC_ALL], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    warnings = run.stderr.count("Found cells containing imports and other code")
-    if warnings:
-        log(f"  nbdev warned about {warnings} cells that mix imports with other code (they run at docs time)")
-    if run.returncode == 0:
-        return {}
-    log(f"  nbdev_proc_nbs failed: {_last_error(run.stderr)}")
-    todo = []
-    for src in sorted(NBS.rglob("*.ipynb")):
-        rel = src.relative_to(NBS)
-        if any(p.startswith((".", "_")) for p in rel.parts) or (PROC / rel).exists():
-            continue
-        (PROC / rel).parent.mkdir(parents=True, exist_ok=True)
-        todo.append(rel)
-
-    def proc_one(rel: Path):
-        one = subprocess.run([sys.executable, "-c", _PROC_ONE, str(NBS / rel), str(PROC / rel)], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
-        return rel.with_suffix("").as_posix(), None if one.returncode == 0 else f"nbdev_proc_nbs: {_last_error(one.stderr)}"
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        failures = {name: reason for name, reason in pool.map(proc_one, todo) if reason}
+    by_title, failures, warned = titles(), {}, False
+    for _ in range(len(notebooks()) + 1):
+        run = _run_proc_nbs([Path(n).name + ".ipynb" for n in failures])
+        warnings = run.stderr.count("Found cells containing imports and other code")
+        if warnings and not warned:
+            warned = True
+            log(f"  nbdev warned about {warnings} cells that mix imports with other code (they run at docs time)")
+        if run.returncode == 0:
+            return failures
+        log(f"  nbdev_proc_nbs failed: {_last_error(run.stderr)}")
+        new = {}
+        for title, cell, first_line in re.findall(r"^Exception: Error in notebook: (.*?) in cell (\d+) :\n(.*)", run.stderr, flags=re.M):
+            name = by_title.get(title)
+            if name and name not in failures:
+                new[name] = f"nbdev_proc_nbs: error in cell {cell} (`{first_line.strip()[:80]}`): {_cause(run.stderr)}"
+        if not new:  # a failure nbdev did not attribute to a notebook: every notebook it did not process failed
+            for src in notebooks():
+                name = src.relative_to(NBS).with_suffix("").as_posix()
+                if name not in failures and not (PROC / src.relative_to(NBS)).exists():
+                    failures[name] = f"nbdev_proc_nbs did not process it: {_last_error(run.stderr)}"
+            return failures or {"nbdev_proc_nbs": _last_error(run.stderr)}
+        failures.update(new)
     return failures
+
+
+def _cause(stderr: str) -> str:
+    "The first exception line of the traceback, e.g. `ModuleNotFoundError: No module named ...`."
+    lines = [l for l in stderr.splitlines() if re.match(r"^\w+(\.\w+)*(Error|Exception)\b", l) and not l.startswith("Exception: Error in")]
+    return lines[0][:200] if lines else ""
 
 
 # --- 2. nbconvert -----------------------------------------------------------------------------------------
@@ -260,13 +294,21 @@ def check_page(nb_path: Path) -> tuple[str, str | None]:
     return name, "; ".join(reasons) or None
 
 
-def check_scene(path: Path) -> tuple[str, str | None]:
-    "Check the standalone camera-pose page: a WebGL canvas that shows the scene."
-    name = path.name
+def scenes() -> list[str]:
+    "The standalone 3D pages: `.html` files among the resources of `nbs/_quarto.yml`, as paths under nbs/."
+    import yaml
+
+    resources = yaml.safe_load((NBS / "_quarto.yml").read_text()).get("project", {}).get("resources", []) or []
+    return sorted(r for r in ([resources] if isinstance(resources, str) else resources) if r.endswith(".html"))
+
+
+def check_scene(rel: str) -> tuple[str, str | None]:
+    "Check a standalone camera-pose page (processed copy in _proc/): a WebGL canvas that shows the scene."
+    name, path = rel, PROC / rel
     if not path.exists():
-        return name, f"{path.relative_to(ROOT)} does not exist (run nbs/05_camera_poses.ipynb)"
+        return name, f"nbs/{rel} does not exist (written by the notebook that exports the scene; listed in nbs/_quarto.yml)"
     try:
-        img = screenshot(path.as_uri(), SHOTS / f"{path.stem}.png", SCENE_SIZE, WEBGL_FLAGS)
+        img = screenshot(path.as_uri(), SHOTS / Path(rel).with_suffix(".png"), SCENE_SIZE, WEBGL_FLAGS)
         dom = dump_dom(path.as_uri(), SCENE_SIZE, WEBGL_FLAGS)
     except Exception as e:
         return name, f"screenshot failed: {e}"
@@ -284,7 +326,7 @@ def check_scene(path: Path) -> tuple[str, str | None]:
 
 
 def check_sidebar() -> tuple[str, str | None]:
-    "Every notebook is in the sidebar; pages listed but not written yet are only reported."
+    "Every notebook is in the sidebar, by its path under nbs/ (`api/07_deepfluoro.ipynb`); pages listed but not written yet are only reported."
     import yaml
 
     def entries(items):
@@ -298,32 +340,36 @@ def check_sidebar() -> tuple[str, str | None]:
 
     listed = list(entries(yaml.safe_load((NBS / "sidebar.yml").read_text())["website"]["sidebar"]["contents"]))
     local = [e.split("#")[0] for e in listed if not re.match(r"^[a-z]+://", e)]
-    notebooks = sorted(p.relative_to(NBS).as_posix() for p in NBS.rglob("*.ipynb")
-                       if not any(q.startswith((".", "_")) for q in p.relative_to(NBS).parts))
     pending = sorted({e for e in local if not (NBS / e).exists()})
     if pending:
         log(f"  sidebar pages not written yet: {', '.join(pending)}")
-    unlisted = [nb for nb in notebooks if nb not in local]
+    unlisted = [nb for nb in (p.relative_to(NBS).as_posix() for p in notebooks()) if nb not in local]
     return "sidebar.yml", f"notebooks missing from the sidebar: {', '.join(unlisted)}" if unlisted else None
 
 
 def main() -> int:
+    global SHOTS
+    if "--artifacts" in sys.argv:
+        SHOTS = Path(sys.argv[sys.argv.index("--artifacts") + 1]).resolve() / "screenshots"
     t0 = time.perf_counter()
     if SHOTS.exists():
         shutil.rmtree(SHOTS)
     SHOTS.mkdir(parents=True)
     log("== nbdev_proc_nbs")
     proc_failures = proc_nbs()
-    notebooks = sorted(p for p in PROC.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    if not notebooks:
+    processed = sorted(p for p in PROC.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    if not processed:
         log("FAIL docs: nbdev_proc_nbs produced no notebooks")
+        for name, reason in sorted(proc_failures.items()):
+            log(f"FAIL {name}: {reason}")
         return 1
-    log(f"== nbconvert --to html: {len(notebooks)} notebooks ({time.perf_counter() - t0:.0f} s so far)")
-    to_html(notebooks)
+    log(f"== nbconvert --to html: {len(processed)} notebooks ({time.perf_counter() - t0:.0f} s so far)")
+    to_html(processed)
     log(f"== headless Chromium ({time.perf_counter() - t0:.0f} s so far)")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(check_page, notebooks))
-    results.append(check_scene(PROC / SCENE))
+        results = list(pool.map(check_page, processed))
+    scene_pages = scenes()
+    results += [check_scene(rel) for rel in scene_pages]
     results += sorted(proc_failures.items())
     results.append(check_sidebar())
     failed = 0
@@ -333,9 +379,8 @@ def main() -> int:
             log(f"FAIL {name}: {reason}")
         else:
             log(f"PASS {name}")
-    pages = len(results) - 1  # every result but the sidebar's is a page
-    log(f"{len(results) - failed} passed, {failed} failed ({pages} pages: {pages - 1} notebooks and the 3D scene, "
-        f"plus the sidebar; screenshots in {SHOTS.relative_to(ROOT)}/; {time.perf_counter() - t0:.0f} s)")
+    log(f"{len(results) - failed} passed, {failed} failed ({len(results) - len(scene_pages) - 1} notebooks, "
+        f"{len(scene_pages)} 3D scene page(s) and the sidebar; screenshots in {SHOTS}/; {time.perf_counter() - t0:.0f} s)")
     return 1 if failed else 0
 
 
