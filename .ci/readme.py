@@ -60,7 +60,7 @@ def check_install() -> int:
     readme = (root / "README.md").read_text()
     ci = (root / ".ci" / "run").read_text()
     block = re.search(r"^\s*# --- install ---$(.*?)^\s*# --- end install ---$", ci, flags=re.M | re.S).group(1)
-    ci_installs = [pip_args(l) for l in block.splitlines() if re.search(r"pip\"?\s+install", l)]
+    ci_installs = [pip_args(l) for l in block.splitlines() if re.search(r"pip\"?\s+install", l) and not l.strip().startswith("#")]
     readme_installs = [pip_args(l) for l in readme.splitlines() if "bash .ci/test" in l and "pip install" in l]
     if len(readme_installs) != 1 or len(ci_installs) != 1 or readme_installs[0] != ci_installs[0]:
         print(f"README's test command installs: {readme_installs}\n.ci/run installs:              {ci_installs}")
