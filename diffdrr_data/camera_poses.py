@@ -177,7 +177,7 @@ def camera_pose_scene(
                 geometry[i] = add_cameras(plotter, dataset, SUBJECT_COLORS[i], frustum_size, verbose)
     return CameraPoseScene(plotter, geometry, isocentres)
 
-# %% ../nbs/api/09_camera_poses.ipynb #175fe36c
+# %% ../nbs/api/09_camera_poses.ipynb #d86d6710
 @contextlib.contextmanager
 def _without_vtk_wasm():
     "Hide the optional `trame-vtklocal` widget while a trame server starts (it downloads VTK.wasm, unused here)."
@@ -206,7 +206,7 @@ def _scene_html(plotter: pyvista.Plotter) -> str:
             ) from e
     return buffer.getvalue() if hasattr(buffer, "getvalue") else buffer.read()
 
-
+# %% ../nbs/api/09_camera_poses.ipynb #fc097e39
 def _deterministic_html(
     text: str,  # a vtk.js page as trame exports it
 ) -> str:  # the same page, byte-identical for the same scene
@@ -235,7 +235,7 @@ def _write_if_changed(path: str | os.PathLike, data: bytes):
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)
 
-
+# %% ../nbs/api/09_camera_poses.ipynb #aadd5e3a
 def export_scene(
     scene: CameraPoseScene | pyvista.Plotter,  # what to export
     html: str | os.PathLike | None = None,  # standalone interactive page (vtk.js); `None`: not written

@@ -39,9 +39,9 @@ def data_home(
 def display_path(
     path: str | os.PathLike,  # any path
 ) -> str:  # `<data home>/...`, `~/...`, or the path itself
-    "`path` for messages and outputs: relative to the data home or to `~` when it is inside them."
+    "`path` for messages and outputs: relative to `~` or, outside it, to the data home, when it is inside them."
     path = Path(path).expanduser().resolve()
-    for root, name in ((data_home(create=False), "<data home>"), (Path.home().resolve(), "~")):
+    for root, name in ((Path.home().resolve(), "~"), (data_home(create=False), "<data home>")):
         try:
             return str(Path(name) / path.relative_to(root))
         except ValueError:

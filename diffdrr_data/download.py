@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pooch
+from fastcore.basics import patch
 import requests
 import urllib3
 from tqdm import tqdm
@@ -98,7 +99,7 @@ def _offline_message(url: str, dest_dir: Path, reason: str) -> str:
         f"(or the server is down).\n"
         f"To install the file by hand: download\n    {url}\n"
         f"in a browser or with `curl -L -o {ZIP_FILENAME} '<that URL>'` on a machine with internet, unzip it, "
-        f"and put {REAL_FILENAME} at\n    {Path(dest_dir) / REAL_FILENAME}\n"
+        f"and put {REAL_FILENAME} at\n    {display_path(Path(dest_dir) / REAL_FILENAME)}\n"
         f"(or set {DATA_HOME_ENV} to the folder that holds it). A mirror can be used by setting {URL_ENV}.\n"
         f"To work without the real file, use the synthetic DeepFluoro-format file (same layout, generated locally in "
         f"about 20 s): `DeepFluoroDataset(1, filename=diffdrr_data.synthetic.synthetic_deepfluoro())`."
@@ -150,7 +151,7 @@ def archive_metadata(
     except ValueError as e:  # not JSON, or not Dataverse-shaped
         raise DownloadError(f"The archive's metadata at {metadata_url} is not Dataverse file metadata: {e}") from None
 
-# %% ../nbs/api/06_download.ipynb #561609c8
+# %% ../nbs/api/06_download.ipynb #320236d1
 CONNECT_DEADLINE = 25.0  # seconds after which an unreachable server is reported instead of retried
 CHUNK_BYTES = 1 << 20  # bytes per read while streaming
 
@@ -170,6 +171,14 @@ def _stream(r: requests.Response):
         raise requests.exceptions.ChunkedEncodingError(e) from e
 
 
+class _TransferFailed(Exception):
+    "Internal: the transfer gave up; `download_deepfluoro` turns this into a `DownloadError` with context."
+
+    def __init__(self, reason, responded, have, size):
+        super().__init__(reason)
+        self.reason, self.responded, self.have, self.size = reason, responded, have, size
+
+# %% ../nbs/api/06_download.ipynb #6f6c8bbb
 class ResumableDownloader:
     "A `pooch` downloader that resumes into a `.part` file with HTTP Range requests and retries with backoff."
 
@@ -194,95 +203,92 @@ class ResumableDownloader:
     def _have(self) -> int:
         return self.part_file.stat().st_size if self.part_file.exists() else 0
 
-    def _get(self, session, url: str, start_at: int):
-        headers = {"Accept-Encoding": "identity"}  # byte ranges must count raw bytes
-        if start_at:
-            headers["Range"] = f"bytes={start_at}-"
-        timeout = (min(self.timeout, 10.0), self.timeout)
-        if not self.responded:  # until the server has answered once, stay within the deadline
-            left = max(self._left(), 0.5)
-            timeout = (min(timeout[0], left), min(timeout[1], left))
-        with session.get(url, headers=headers, stream=True, timeout=timeout) as r:
-            self.history.append((headers.get("Range"), r.status_code))
-            self.responded = True
-            if r.status_code == 416 and start_at:  # the part is as long as (or longer than) the file
-                if self.expected_size == start_at:
-                    return
-                self.part_file.unlink()
+# %% ../nbs/api/06_download.ipynb #b2771adf
+@patch
+def _get(self: ResumableDownloader, session, url: str, start_at: int):
+    "One request for the bytes from `start_at` on, appended to `part_file`; raises what the caller retries on."
+    headers = {"Accept-Encoding": "identity"}  # byte ranges must count raw bytes
+    if start_at:
+        headers["Range"] = f"bytes={start_at}-"
+    timeout = (min(self.timeout, 10.0), self.timeout)
+    if not self.responded:  # until the server has answered once, stay within the deadline
+        left = max(self._left(), 0.5)
+        timeout = (min(timeout[0], left), min(timeout[1], left))
+    with session.get(url, headers=headers, stream=True, timeout=timeout) as r:
+        self.history.append((headers.get("Range"), r.status_code))
+        self.responded = True
+        if r.status_code == 416 and start_at:  # the part is as long as (or longer than) the file
+            if self.expected_size == start_at:
+                return
+            self.part_file.unlink()
+            return self._get(session, url, 0)
+        r.raise_for_status()
+        length = int(r.headers.get("Content-Length", 0)) or None
+        mode, total = "wb", length
+        if start_at and r.status_code == 206:
+            m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", r.headers.get("Content-Range", ""))
+            if m is None or int(m.group(1)) != start_at:
+                self.part_file.unlink()  # a range we did not ask for: start over
                 return self._get(session, url, 0)
-            r.raise_for_status()
-            length = int(r.headers.get("Content-Length", 0)) or None
-            mode, total = "wb", length
-            if start_at and r.status_code == 206:
-                m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", r.headers.get("Content-Range", ""))
-                if m is None or int(m.group(1)) != start_at:
-                    self.part_file.unlink()  # a range we did not ask for: start over
-                    return self._get(session, url, 0)
-                mode = "ab"
-                total = int(m.group(3)) if m.group(3) != "*" else (start_at + length if length else None)
-            else:
-                start_at = 0  # the server ignored the range (or we asked for none): whole file from zero
-            if self.expected_size and total and total != self.expected_size:
-                raise DownloadError(
-                    f"The server at {url} sends {total} bytes but the archive's metadata says {self.expected_size}; "
-                    "the URL may point to a different file."
-                )
-            with open(self.part_file, mode) as f, tqdm(
-                total=total, initial=start_at, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=ZIP_FILENAME, disable=not self.progress, file=sys.stderr, ncols=88,
-            ) as bar:
-                for chunk in _stream(r):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-            got = self._have()
-            if total and got < total:  # a server that closes early without an error
-                raise requests.exceptions.ChunkedEncodingError(f"connection closed after {got} of {total} bytes")
+            mode = "ab"
+            total = int(m.group(3)) if m.group(3) != "*" else (start_at + length if length else None)
+        else:
+            start_at = 0  # the server ignored the range (or we asked for none): whole file from zero
+        if self.expected_size and total and total != self.expected_size:
+            raise DownloadError(
+                f"The server at {url} sends {total} bytes but the archive's metadata says {self.expected_size}; "
+                "the URL may point to a different file."
+            )
+        with open(self.part_file, mode) as f, tqdm(
+            total=total, initial=start_at, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=ZIP_FILENAME, disable=not self.progress, file=sys.stderr, ncols=88,
+        ) as bar:
+            for chunk in _stream(r):
+                f.write(chunk)
+                bar.update(len(chunk))
+        got = self._have()
+        if total and got < total:  # a server that closes early without an error
+            raise requests.exceptions.ChunkedEncodingError(f"connection closed after {got} of {total} bytes")
 
-    def __call__(
-        self,
-        url: str,  # URL to fetch
-        output_file: str,  # where pooch wants the complete file (a temporary in the destination folder)
-        pooch_obj=None,  # the calling `pooch.Pooch`, unused
-    ):
-        "Download `url` to `output_file`, resuming from and keeping partial data in `part_file`."
-        self.part_file.parent.mkdir(parents=True, exist_ok=True)
-        if self.expected_size is not None and self._have() > self.expected_size:
-            self.part_file.unlink()  # longer than the real thing: cannot be a prefix of it
-        failures, self.responded = 0, False
-        if self.deadline is None:
-            self.deadline = time.monotonic() + CONNECT_DEADLINE
-        with requests.Session() as session:
-            session.headers["User-Agent"] = "diffdrr_data (https://github.com/diffdrr-data/diffdrr_data)"
-            while True:
-                try:
-                    self._get(session, url, self._have())
-                    break
-                except requests.HTTPError as e:
-                    status = e.response.status_code
-                    if status < 500 and status not in (408, 429):
-                        raise DownloadError(
-                            f"The server answered HTTP {status} ({e.response.reason}) for {url}. The archive may have "
-                            f"moved: check the URL, or set {URL_ENV} to a mirror."
-                        ) from None
-                    reason = f"HTTP {status} ({e.response.reason})"
-                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-                    reason = _short_reason(e)
-                failures += 1
-                wait = min(self.backoff * 2 ** (failures - 1), 8.0)
-                out_of_time = not self.responded and self._left() - wait < 1.0
-                if failures > self.retries or out_of_time:
-                    self.last_reason = reason
-                    raise _TransferFailed(reason, self.responded, self._have(), self.expected_size)
-                time.sleep(wait)
-        os.replace(self.part_file, output_file)
-
-
-class _TransferFailed(Exception):
-    "Internal: the transfer gave up; `download_deepfluoro` turns this into a `DownloadError` with context."
-
-    def __init__(self, reason, responded, have, size):
-        super().__init__(reason)
-        self.reason, self.responded, self.have, self.size = reason, responded, have, size
+# %% ../nbs/api/06_download.ipynb #94b05f9c
+@patch
+def __call__(
+    self: ResumableDownloader,
+    url: str,  # URL to fetch
+    output_file: str,  # where pooch wants the complete file (a temporary in the destination folder)
+    pooch_obj=None,  # the calling `pooch.Pooch`, unused
+):
+    "Download `url` to `output_file`, resuming from and keeping partial data in `part_file`."
+    self.part_file.parent.mkdir(parents=True, exist_ok=True)
+    if self.expected_size is not None and self._have() > self.expected_size:
+        self.part_file.unlink()  # longer than the real thing: cannot be a prefix of it
+    failures, self.responded = 0, False
+    if self.deadline is None:
+        self.deadline = time.monotonic() + CONNECT_DEADLINE
+    with requests.Session() as session:
+        session.headers["User-Agent"] = "diffdrr_data (https://github.com/diffdrr-data/diffdrr_data)"
+        while True:
+            try:
+                self._get(session, url, self._have())
+                break
+            except requests.HTTPError as e:
+                status = e.response.status_code
+                if status < 500 and status not in (408, 429):
+                    raise DownloadError(
+                        f"The server answered HTTP {status} ({e.response.reason}) for {url}. The archive may have "
+                        f"moved: check the URL, or set {URL_ENV} to a mirror."
+                    ) from None
+                reason = f"HTTP {status} ({e.response.reason})"
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+                reason = _short_reason(e)
+            failures += 1
+            wait = min(self.backoff * 2 ** (failures - 1), 8.0)
+            out_of_time = not self.responded and self._left() - wait < 1.0
+            if failures > self.retries or out_of_time:
+                self.last_reason = reason
+                raise _TransferFailed(reason, self.responded, self._have(), self.expected_size)
+            time.sleep(wait)
+    os.replace(self.part_file, output_file)
 
 # %% ../nbs/api/06_download.ipynb #de370385
 def _unsafe_name(name: str) -> bool:
@@ -309,7 +315,7 @@ def safe_member(
         raise DownloadError(f"The archive {zf.filename} has {what} named {wanted}; its members: {names}")
     return hits[0]
 
-# %% ../nbs/api/06_download.ipynb #83e35e47
+# %% ../nbs/api/06_download.ipynb #ea17d031
 @contextmanager
 def _folder_lock(dest_dir: Path):
     "Exclusive advisory lock on a hidden file in `dest_dir` (no-op where `fcntl` is unavailable)."
@@ -324,7 +330,7 @@ def _folder_lock(dest_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise DownloadError(
-                f"Another process is downloading DeepFluoro into {dest_dir} (it holds {lock_path}); wait for it to finish."
+                f"Another process is downloading DeepFluoro into {display_path(dest_dir)} (it holds {display_path(lock_path)}); wait for it to finish."
             ) from None
         try:
             yield
@@ -343,7 +349,7 @@ def _quiet_pooch():
     finally:
         logger.setLevel(level)
 
-
+# %% ../nbs/api/06_download.ipynb #f71de763
 def _check_zip(zip_path: Path, crc_only: bool) -> zipfile.ZipInfo:
     "Open the archive, refuse unsafe names, and (when no published checksum was had) check every CRC."
     try:
@@ -352,17 +358,17 @@ def _check_zip(zip_path: Path, crc_only: bool) -> zipfile.ZipInfo:
             if crc_only:
                 bad = zf.testzip()
                 if bad is not None:
-                    raise DownloadError(f"The archive {zip_path} is corrupt: member {bad} fails its CRC check.")
+                    raise DownloadError(f"The archive {display_path(zip_path)} is corrupt: member {bad} fails its CRC check.")
             return member
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-        raise DownloadError(f"The archive {zip_path} is corrupt or truncated ({e}); it was deleted, run again to re-download.") from None
+        raise DownloadError(f"The archive {display_path(zip_path)} is corrupt or truncated ({e}); it was deleted, run again to re-download.") from None
 
 
 def _extract_checked(zip_path: Path, member: zipfile.ZipInfo, final: Path, n_projections: int, progress: bool):
     "Extract `member` beside `final`, check its layout, and rename it into place (atomically)."
     free = shutil.disk_usage(final.parent).free
     if member.file_size > free:
-        raise DownloadError(f"Not enough disk space in {final.parent} to extract {member.file_size / 1e9:.2f} GB "
+        raise DownloadError(f"Not enough disk space in {display_path(final.parent)} to extract {member.file_size / 1e9:.2f} GB "
                             f"({free / 1e9:.2f} GB free). Free some space or set {DATA_HOME_ENV} to a larger disk.")
     with atomic_path(final) as tmp:
         try:
@@ -374,7 +380,7 @@ def _extract_checked(zip_path: Path, member: zipfile.ZipInfo, final: Path, n_pro
                     dst.write(chunk)
                     bar.update(len(chunk))
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            raise DownloadError(f"The archive {zip_path} is corrupt ({e}); it was deleted, run again to re-download.") from None
+            raise DownloadError(f"The archive {display_path(zip_path)} is corrupt ({e}); it was deleted, run again to re-download.") from None
         try:
             counts = check_layout(tmp, n_projections=n_projections)
         except DeepFluoroFormatError as e:
@@ -399,7 +405,7 @@ def _check_free_space(dest_dir: Path, zip_path: Path, archive_size: int | None):
     need = 2 * archive_size - (part.stat().st_size if part.exists() else 0)
     free = shutil.disk_usage(dest_dir).free
     if need > free:
-        raise DownloadError(f"Not enough disk space in {dest_dir}: the download needs about {need / 1e9:.1f} GB "
+        raise DownloadError(f"Not enough disk space in {display_path(dest_dir)}: the download needs about {need / 1e9:.1f} GB "
                             f"(zip and extracted file), {free / 1e9:.1f} GB are free. Set {DATA_HOME_ENV} to a larger disk.")
 
 
@@ -414,7 +420,7 @@ def _fetch_archive(url: str, checksum: str | None, dest_dir: Path, downloader: R
         got = f"{e.have} of {e.size} bytes" if e.size else f"{e.have} bytes"
         raise DownloadError(
             f"The download from {url} was interrupted ({e.reason}) after {retries + 1} attempt(s); {got} are kept in "
-            f"{downloader.part_file}. Run the same command again to resume."
+            f"{display_path(downloader.part_file)}. Run the same command again to resume."
         ) from None
     except ValueError as e:  # pooch: the hash does not match; it has already deleted the bytes
         alg = checksum.split(":")[0].upper() if checksum else "checksum"
@@ -466,7 +472,7 @@ def download_deepfluoro(
     final, zip_path = dest_dir / REAL_FILENAME, dest_dir / ZIP_FILENAME
     say = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
     if final.exists() and not force:
-        say(f"DeepFluoro is already at {final}")
+        say(f"DeepFluoro is already at {display_path(final)}")
         return final
     with _folder_lock(dest_dir):
         deadline = time.monotonic() + CONNECT_DEADLINE  # an unreachable network is reported by then
@@ -477,7 +483,7 @@ def download_deepfluoro(
             meta, unverified = {"checksum": None, "size": None, "filename": None}, str(e)
         _check_free_space(dest_dir, zip_path, meta["size"])
         size_note = f" ({_human(meta['size'])})" if meta["size"] else ""
-        say(f"Downloading DeepFluoro{size_note} from {url}\n  to {dest_dir}")
+        say(f"Downloading DeepFluoro{size_note} from {url}\n  to {display_path(dest_dir)}")
         downloader = ResumableDownloader(zip_path.with_name(ZIP_FILENAME + ".part"), meta["size"], progress, timeout,
                                          retries, deadline=deadline)
         _fetch_archive(url, meta["checksum"], dest_dir, downloader, retries)
@@ -489,7 +495,7 @@ def download_deepfluoro(
         counts = _install(zip_path, final, n_projections, crc_only=unverified is not None, progress=progress)
         _write_sidecar(final, _download_record(url, metadata_url, meta["checksum"], unverified, zip_path, final, counts))
         zip_path.unlink()
-        say(f"DeepFluoro is ready at {final}")
+        say(f"DeepFluoro is ready at {display_path(final)}")
         return final
 
 # %% ../nbs/api/06_download.ipynb #09b15e5d
@@ -504,7 +510,7 @@ def deepfluoro_path(
         return final
     if not download:
         raise FileNotFoundError(
-            f"The DeepFluoro file is not at {final}. Download it with `diffdrr-data download deepfluoro` "
+            f"The DeepFluoro file is not at {display_path(final)}. Download it with `diffdrr-data download deepfluoro` "
             f"(or `diffdrr_data.download.download_deepfluoro()`), or put {REAL_FILENAME} there by hand; "
             f"set {DATA_HOME_ENV} to use another folder."
         )
@@ -567,6 +573,8 @@ def data_info() -> list[dict]:  # one dict per file: name, path, size (bytes), s
 def print_info():
     "Print the data home and what it holds (`diffdrr-data info`)."
     env = os.environ.get(DATA_HOME_ENV, "").strip()
-    print(f"data home: {display_path(data_home()) if env else data_home()}  ({f'from ${DATA_HOME_ENV}' if env else f'default; set ${DATA_HOME_ENV} to change'})")
+    home = display_path(data_home())
+    home = str(data_home()) if home == "<data home>" else home  # outside ~: the full path is the useful answer
+    print(f"data home: {home}  ({f'from ${DATA_HOME_ENV}' if env else f'default; set ${DATA_HOME_ENV} to change'})")
     for row in data_info():
         print(f"  {row['name']:<58} {_human(row['size']):>9}  {row['status']}")

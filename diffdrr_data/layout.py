@@ -146,7 +146,7 @@ def is_rigid(
         and np.allclose(m[3], [0, 0, 0, 1], atol=atol)
     )
 
-# %% ../nbs/api/01_layout.ipynb #b0c0b59e
+# %% ../nbs/api/01_layout.ipynb #1a2f4bf8
 def _check_proj_params(f: h5py.File) -> dict:
     pp = require_group(f, "proj-params")
     K = read_array(pp, "intrinsic", (3, 3))
@@ -184,7 +184,7 @@ def _check_image_group(g: h5py.Group, ndim: int, shape: tuple | None = None) -> 
         raise DeepFluoroFormatError(fn, f"{g.name.strip('/')}/dir-mat", "not an orthonormal direction matrix")
     return tuple(px.shape)
 
-
+# %% ../nbs/api/01_layout.ipynb #09b20122
 def _check_view(view: h5py.Group, rows: int, cols: int):
     fn = view.file.filename
     _check_image_group(require_group(view, "image"), 2, (rows, cols))
@@ -219,7 +219,7 @@ def _check_specimen(f: h5py.File, specimen: str, rows: int, cols: int) -> int:
         _check_view(require_group(projs, name), rows, cols)
     return len(names)
 
-
+# %% ../nbs/api/01_layout.ipynb #ac831ae2
 def check_layout(
     filename: str | os.PathLike,  # DeepFluoro-format HDF5 file
     specimens: list | None = None,  # group names to check; `None`: all six must be present
