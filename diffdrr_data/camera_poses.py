@@ -216,13 +216,13 @@ def _deterministic_html(
         return text
     source = zipfile.ZipFile(io.BytesIO(base64.b64decode(m.group(2))))
     ids = {}
-    renumber = lambda hit: '"%016x"' % ids.setdefault(hit.group(1), len(ids) + 1)
+    renumber = lambda hit: "%016x" % ids.setdefault(hit.group(0), len(ids) + 1)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
         for info in source.infolist():
             data = source.read(info)
-            if info.filename.endswith(".json"):  # object ids are pointers ("00005609f488acb0"): number them in order
-                data = re.sub(r'"(0000[0-9a-f]{12})"', renumber, data.decode("utf-8")).encode("utf-8")
+            if info.filename.endswith(".json"):  # object ids are pointers (00005609f488acb0): number them in order
+                data = re.sub(r"(?<![0-9a-f])0000[0-9a-f]{12}(?![0-9a-f])", renumber, data.decode("utf-8")).encode("utf-8")
             target.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     return text[: m.start(2)] + base64.b64encode(out.getvalue()).decode("ascii") + text[m.end(2) :]
 
