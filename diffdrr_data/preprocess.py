@@ -5,48 +5,179 @@
 # %% ../nbs/api/04_preprocess.ipynb #50bcca49
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
-from scipy import ndimage
 from torchvision.transforms.functional import gaussian_blur, resize
 
 from .layout import INITIAL_ENERGY, collimator_border
 
 # %% auto #0
-__all__ = ['preprocess', 'Transforms']
+__all__ = ['PREPROCESS_THREADS', 'preprocess_threads', 'preprocess', 'Transforms']
+
+# %% ../nbs/api/04_preprocess.ipynb #2ef0676e
+def _preprocess_torch(
+    img: torch.Tensor,  # (..., H, W) raw X-ray(s) on any device, possibly requiring a gradient
+    initial_energy: torch.Tensor,  # I0, float32, positive
+    crop: int,  # border to remove (pixels)
+) -> torch.Tensor:  # (..., H - 2 crop, W - 2 crop) float32 line integrals, differentiable
+    "Crop, clamp, blur (torchvision, 5 x 5, sigma 1 pixel) and take log I0 - log I, all with torch operations."
+    img = img.to(torch.float32)
+    if crop:
+        img = img[..., crop:-crop, crop:-crop]
+    i0 = float(initial_energy.max())
+    img = img.clamp(min=1e-6 * i0, max=1e6 * i0)
+    if min(img.shape[-2:]) >= 5:
+        batch = img.shape[:-2]
+        img = gaussian_blur(img.reshape(-1, 1, *img.shape[-2:]), kernel_size=5, sigma=1.0).reshape(*batch, *img.shape[-2:])
+    return initial_energy.log() - img.log()
+
+# %% ../nbs/api/04_preprocess.ipynb #40a1e935
+_w = np.exp(-0.5 * np.arange(-2, 3) ** 2)
+_W2, _W1, _W0 = (np.float32(w) for w in (_w / _w.sum())[:3])  # the normalized 5-tap Gaussian: outer, inner, centre
+
+
+def _taps(
+    x: np.ndarray,  # flat float32 input
+    start: int,  # index into `x` of the first output's centre
+    n: int,  # number of outputs
+    step: int,  # distance between neighbours in `x` (elements): 1 along a row, the row length across rows
+    out: np.ndarray,  # flat float32 output, `n` elements
+    tmp: np.ndarray,  # flat float32 scratch, `n` elements
+):
+    "`out` = the 5-tap Gaussian of `x` at `start` .. `start + n`, with neighbours `step` elements apart."
+    np.add(x[start - 2 * step : start - 2 * step + n], x[start + 2 * step : start + 2 * step + n], out=out)
+    np.multiply(out, _W2, out=out)
+    np.add(x[start - step : start - step + n], x[start + step : start + step + n], out=tmp)
+    np.multiply(tmp, _W1, out=tmp)
+    np.add(out, tmp, out=out)
+    np.multiply(x[start : start + n], _W0, out=tmp)
+    np.add(out, tmp, out=out)
+
+# %% ../nbs/api/04_preprocess.ipynb #d71e2c22
+def _band(
+    img: np.ndarray,  # (H, W) one cropped raw image, any dtype and strides
+    out: np.ndarray,  # (H, W) float32 output image
+    r0: int,  # first row of the band
+    r1: int,  # end of the band (exclusive)
+    lo: float,  # clamp bounds (intensity)
+    hi: float,
+    log_i0: np.float32,  # log I0
+    scratch: list,  # three flat float32 buffers of at least (r1 - r0 + 4) (W + 4) elements
+):
+    "Rows `r0:r1` of `out` = log I0 - log blur(clamp(`img`)), the blur reading 2 rows beyond the band on each side."
+    H, W = img.shape
+    Wp, n = W + 4, r1 - r0  # rows padded by 2 mirrored columns on each side
+    pad, v, tmp = scratch
+    p = pad[: (n + 4) * Wp].reshape(n + 4, Wp)  # row k holds image row r0 - 2 + k
+    a, b = max(r0 - 2, 0), min(r1 + 2, H)
+    np.clip(img[a:b], lo, hi, out=p[a - r0 + 2 : b - r0 + 2, 2 : W + 2])  # cast and clamp: the one read of img
+    for i in [*range(r0 - 2, a), *range(b, r1 + 2)]:  # rows beyond the image's edge mirror rows inside it
+        p[i - r0 + 2, 2 : W + 2] = p[(-i if i < 0 else 2 * H - 2 - i) - r0 + 2, 2 : W + 2]
+    p[:, [0, 1, W + 2, W + 3]] = p[:, [4, 3, W, W - 1]]
+    m = n * Wp
+    _taps(pad, 2 * Wp, m, Wp, v[:m], tmp[:m])  # vertical: row j of v from rows j .. j + 4 of p
+    _taps(v, 2, m - 4, 1, tmp[2 : m - 2], pad[: m - 4])  # horizontal, into tmp (pad is scratch again)
+    np.log(tmp[2 : m - 2], out=tmp[2 : m - 2])
+    np.subtract(log_i0, tmp[:m].reshape(n, Wp)[:, 2 : W + 2], out=out[r0:r1])  # the one write of out
+
+# %% ../nbs/api/04_preprocess.ipynb #1dc2e149
+PREPROCESS_THREADS: int | None = None  # threads `preprocess` uses for CPU images; None: `torch.get_num_threads()`
+
+
+def preprocess_threads(
+    threads: int | None = None,  # an explicit number of threads, which wins over the rules below
+) -> int:  # threads `preprocess` uses for an image on the CPU
+    "`threads` if given; else 1 in a `DataLoader` worker; else `PREPROCESS_THREADS` if set; else `torch.get_num_threads()`."
+    if threads is None:
+        if torch.utils.data.get_worker_info() is not None:
+            return 1  # the workers already run in parallel, one per core
+        threads = PREPROCESS_THREADS if PREPROCESS_THREADS is not None else torch.get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
+
+# %% ../nbs/api/04_preprocess.ipynb #fe1025bf
+_pool = dict(pid=None, executor=None, size=0)
+_pool_lock = threading.Lock()
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    "A pool of at least `workers` threads, made anew in a forked child (threads do not survive a fork)."
+    with _pool_lock:
+        if _pool["pid"] != os.getpid() or _pool["size"] < workers:
+            _pool.update(pid=os.getpid(), size=workers, executor=ThreadPoolExecutor(workers, "preprocess"))
+        return _pool["executor"]
+
+
+def _blur_log(
+    images: list,  # (H, W) cropped raw images, any dtype and strides
+    out: np.ndarray,  # (len(images), H, W) float32 output
+    lo: float,  # clamp bounds (intensity)
+    hi: float,
+    log_i0: np.float32,  # log I0
+    threads: int,  # threads to share the bands
+):
+    "`out[m]` = log I0 - log blur(clamp(`images[m]`)), in bands of rows shared by up to `threads` threads."
+    H, W = out.shape[-2:]
+    rows = max(1, (1 << 16) // (W + 4))  # 256 kB per float32 buffer: a band's work stays in the core's cache
+    bands = [(m, r0, min(r0 + rows, H)) for m in range(len(images)) for r0 in range(0, H, rows)]
+
+    def work(share: list):
+        scratch = [np.empty((rows + 4) * (W + 4), np.float32) for _ in range(3)]
+        for m, r0, r1 in share:
+            _band(images[m], out[m], r0, r1, lo, hi, log_i0, scratch)
+
+    threads = max(1, min(threads, len(bands), out.size >> 17))
+    shares = [bands[k * len(bands) // threads : (k + 1) * len(bands) // threads] for k in range(threads)]
+    futures = [_executor(threads - 1).submit(work, s) for s in shares[1:]] if threads > 1 else []
+    work(shares[0])
+    for f in futures:
+        f.result()
 
 # %% ../nbs/api/04_preprocess.ipynb #0f8aacfd
 def preprocess(
-    img: torch.Tensor,  # (..., H, W) raw X-ray(s), exponentiated (intensity) form
+    img: torch.Tensor | np.ndarray,  # (..., H, W) raw X-ray(s), exponentiated (intensity) form
     initial_energy: torch.Tensor = torch.tensor(INITIAL_ENERGY),  # I0, the unattenuated intensity
     crop: int | None = None,  # border to remove (pixels); default: `collimator_border(W)`
+    threads: int | None = None,  # CPU threads; default: `preprocess_threads()` (1 in a DataLoader worker)
 ) -> torch.Tensor:  # (..., H - 2 crop, W - 2 crop) float32 line integrals log I0 - log I
     "Convert X-ray fluoroscopy from the exponentiated form to the linear form."
-    img = torch.as_tensor(img)
+    img = img if isinstance(img, np.ndarray) else torch.as_tensor(img)
     if img.ndim < 2:
         raise ValueError(f"preprocess expects images of shape (..., H, W), got shape {tuple(img.shape)}")
-    img = img.to(torch.float32)
     initial_energy = torch.as_tensor(initial_energy, dtype=torch.float32)
     if not (torch.isfinite(initial_energy).all() and (initial_energy > 0).all()):
         raise ValueError(f"initial_energy must be positive and finite, got {initial_energy}")
-    crop = collimator_border(img.shape[-1]) if crop is None else int(crop)
     H, W = img.shape[-2:]
+    crop = collimator_border(W) if crop is None else int(crop)
     if crop < 0 or 2 * crop >= min(H, W):
         raise ValueError(f"crop={crop} does not fit an image of {H} x {W} pixels")
-    if crop:
-        img = img[..., crop:-crop, crop:-crop]
-    # a new tensor: everything below may work in place without touching the caller's image
-    img = img.clamp(min=1e-6 * float(initial_energy.max()), max=1e6 * float(initial_energy.max())).contiguous()
-    differentiable = img.requires_grad or img.device.type != "cpu"
+    threads = preprocess_threads(threads)
+    if isinstance(img, torch.Tensor):
+        if img.requires_grad or img.device.type != "cpu":
+            return _preprocess_torch(img, initial_energy, crop)
+        img = img.numpy() if img.dtype in _NUMPY_DTYPES else img.to(torch.float32).numpy()
+    if img.dtype.kind not in "fiu" or img.dtype.itemsize < 4:  # e.g. float16: bounds and blur in float32
+        img = img.astype(np.float32)
+    img = img[..., crop : H - crop, crop : W - crop]
+    out = np.empty(img.shape, np.float32)
+    i0 = float(initial_energy.max())
+    log_i0 = np.float32(initial_energy.log()) if initial_energy.numel() == 1 else np.float32(0)
     if min(img.shape[-2:]) >= 5:
-        if differentiable:
-            batch = img.shape[:-2]
-            img = gaussian_blur(img.reshape(-1, 1, *img.shape[-2:]), kernel_size=5, sigma=1.0).reshape(*batch, *img.shape[-2:])
-        else:  # the same 5-tap kernel (sigma 1, radius 2, mirror = torch's reflect), separable and in place: 3x faster
-            arr = img.numpy()
-            ndimage.gaussian_filter(arr, sigma=[0.0] * (arr.ndim - 2) + [1.0, 1.0], truncate=2.0, mode="mirror", output=arr)
-    if differentiable or initial_energy.numel() > 1:
-        return initial_energy.log() - img.log()
-    return img.log_().neg_().add_(initial_energy.log())
+        images = [img[idx] for idx in np.ndindex(img.shape[:-2])]
+        _blur_log(images, out.reshape(-1, *out.shape[-2:]), 1e-6 * i0, 1e6 * i0, log_i0, threads)
+    else:  # too small to blur
+        np.log(np.clip(img, 1e-6 * i0, 1e6 * i0, out=out), out=out)
+        np.subtract(log_i0, out, out=out)
+    out = torch.from_numpy(out)
+    return out if initial_energy.numel() == 1 else initial_energy.log() + out  # one I0 per image: broadcast
+
+
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.uint8, torch.uint16, torch.int16, torch.int32, torch.int64)
 
 # %% ../nbs/api/04_preprocess.ipynb #b16184ce
 class Transforms:
