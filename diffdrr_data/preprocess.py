@@ -101,6 +101,7 @@ def preprocess_threads(
     return int(threads)
 
 # %% ../nbs/api/04_preprocess.ipynb #fe1025bf
+_BAND_ELEMENTS = 1 << 18  # elements of a band's buffers (1 MB of float32): fewer, longer NumPy calls per thread
 _pool = dict(pid=None, executor=None, size=0)
 _pool_lock = threading.Lock()
 
@@ -123,7 +124,7 @@ def _blur_log(
 ):
     "`out[m]` = log I0 - log blur(clamp(`images[m]`)), in bands of rows shared by up to `threads` threads."
     H, W = out.shape[-2:]
-    rows = max(1, (1 << 16) // (W + 4))  # 256 kB per float32 buffer: a band's work stays in the core's cache
+    rows = max(1, _BAND_ELEMENTS // (W + 4))
     bands = [(m, r0, min(r0 + rows, H)) for m in range(len(images)) for r0 in range(0, H, rows)]
 
     def work(share: list):
