@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import torch
 from diffdrr.data import read
 from diffdrr.pose import RigidTransform
@@ -25,13 +26,15 @@ from diffdrr_data.layout import (
     check_layout,
     check_subject,
     collimator_border,
+    is_rigid,
     open_h5,
     read_array,
 )
+from .metrics import registration_metrics
 from .preprocess import preprocess
 
 # %% auto #0
-__all__ = ['RAS_FROM_LPS', 'ZYX_TO_XYZ', 'DeepFluoroDataset']
+__all__ = ['RAS_FROM_LPS', 'ZYX_TO_XYZ', 'STRUCTURES', 'FEMURS', 'DeepFluoroDataset']
 
 # %% ../nbs/api/07_deepfluoro.ipynb #48b1c109
 def _validate_multiplier(value) -> float:
@@ -81,6 +84,24 @@ ZYX_TO_XYZ = np.array([[0.0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
 def _decode(value) -> str:
     value = value.item() if isinstance(value, np.ndarray) else value
     return value.decode() if isinstance(value, bytes) else str(value)
+
+# %% ../nbs/api/07_deepfluoro.ipynb #dd857b41
+STRUCTURES = {"pelvis": [1, 2, 3, 4, 7], "left-femur": [5], "right-femur": [6]}  # structure -> labels its pose moves
+FEMURS = ("left-femur", "right-femur")
+
+
+def _structure_points(
+    seg: np.ndarray,  # label map in stored (Z, Y, X) order
+    index_to_lps: np.ndarray,  # (4, 4) stored index (k, j, i) -> LPS mm
+    label: int,  # the structure's label
+) -> np.ndarray:  # (9, 3) LPS mm: centroid, then the 8 corners of the bounding box; (0, 3) if the label is absent
+    idx = np.argwhere(seg == label)
+    if not len(idx):
+        return np.zeros((0, 3))
+    box = np.stack([idx.min(0), idx.max(0)])
+    corners = np.array([[box[a, 0], box[b, 1], box[c, 2]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    points = np.vstack([idx.mean(0), corners])
+    return (index_to_lps @ np.c_[points, np.ones(len(points))].T).T[:, :3]
 
 # %% ../nbs/api/07_deepfluoro.ipynb #832f9f3f
 class DeepFluoroDataset(torch.utils.data.Dataset):
@@ -144,6 +165,7 @@ def _read_metadata(self: DeepFluoroDataset, f: h5py.File):
     self.rotate_180 = np.array(
         [bool(read_array(projections[v], "rot-180-for-up").squeeze()) for v in self.view_names]
     )
+    self._read_femurs(projections)
     centred = np.allclose(self.intrinsic[:2, 2], [(self.raw_width - 1) / 2, (self.raw_height - 1) / 2], atol=1e-6)
     if self.rotate_180.any() and not centred:
         raise DeepFluoroFormatError(
@@ -151,6 +173,22 @@ def _read_metadata(self: DeepFluoroDataset, f: h5py.File):
             "views flagged rot-180-for-up need the principal point at the image centre "
             f"({(self.raw_width - 1) / 2}, {(self.raw_height - 1) / 2}), found {self.intrinsic[:2, 2].tolist()}",
         )
+
+
+@patch
+def _read_femurs(self: DeepFluoroDataset, projections: h5py.Group):
+    "Each view's femur poses (checked rigid, like the pelvis pose) and good-fov flags."
+    self._cam_to_femur, self._good_fov = {}, {}
+    for femur in FEMURS:
+        poses = []
+        for v in self.view_names:
+            poses.append(read_array(projections[v], f"gt-poses/cam-to-{femur}-vol", (4, 4)))
+            if not is_rigid(poses[-1]):
+                path = f"{self.specimen}/projections/{v}/gt-poses/cam-to-{femur}-vol"
+                raise DeepFluoroFormatError(self.filename, path, "not a rigid transform (rotation with det +1)")
+        self._cam_to_femur[femur] = np.stack(poses)
+        flags = [read_array(projections[v], f"gt-poses/{femur}-good-fov").squeeze() for v in self.view_names]
+        self._good_fov[femur] = np.array([bool(flag) for flag in flags])
 
 # %% ../nbs/api/07_deepfluoro.ipynb #2a7acb3a
 @patch
@@ -179,6 +217,8 @@ def _read_subject(self: DeepFluoroDataset, f: h5py.File):
         specimen=self.specimen,
     )
     self.lps_to_world = subject.volume.affine @ np.linalg.inv(affine_lps)
+    seg = seg.numpy()
+    self._femur_points_lps = {f: _structure_points(seg, affine_lps, STRUCTURES[f][0]) for f in FEMURS}
     return subject
 
 
@@ -194,11 +234,16 @@ def subject(self: DeepFluoroDataset):
 @patch
 def _compute_poses(self: DeepFluoroDataset):
     R = np.asarray(self.subject.reorient, dtype=np.float64)
-    poses = [
-        deepfluoro_to_diffdrr_pose(T, self.extrinsic, self.lps_to_world, R, rot)
-        for T, rot in zip(self._cam_to_pelvis, self.rotate_180)
-    ]
-    self.poses = torch.tensor(np.stack(poses), dtype=torch.float32)  # (N, 4, 4) camera-to-world
+
+    def convert(cam_to_structure):  # (N, 4, 4) file poses -> (N, 4, 4) float32 DiffDRR camera-to-world poses
+        poses = [
+            deepfluoro_to_diffdrr_pose(T, self.extrinsic, self.lps_to_world, R, rot)
+            for T, rot in zip(cam_to_structure, self.rotate_180)
+        ]
+        return torch.tensor(np.stack(poses), dtype=torch.float32)
+
+    self.poses = convert(self._cam_to_pelvis)  # (N, 4, 4) camera-to-world, the pelvis
+    self.structure_poses = {"pelvis": self.poses, **{f: convert(self._cam_to_femur[f]) for f in FEMURS}}
 
 # %% ../nbs/api/07_deepfluoro.ipynb #0b9297b1
 @patch
@@ -233,6 +278,7 @@ def __getitem__(
     self: DeepFluoroDataset,
     idx: int,  # view index, negative counts from the end
 ):  # (img (1, 1, H, W) float32, pose RigidTransform); batchless: (img (1, H, W), pose (4, 4))
+    "View `idx`: the X-ray (turned upright, preprocessed) and the pelvis's ground-truth DiffDRR pose (`ds.pose(idx)`)."
     idx = self._index(idx)
     img = torch.from_numpy(self._read_view(idx, "image/pixels").astype(np.float32, copy=False))
     if self.rotate_180[idx]:
@@ -320,3 +366,80 @@ def __repr__(self: DeepFluoroDataset):
         f"DeepFluoroDataset(id_number={self.id_number}, specimen='{self.specimen}', views={len(self)}, "
         f"preprocess={self.preprocess}, image={self.height}x{self.width}, file='{display_path(self.filename)}')"
     )
+
+# %% ../nbs/api/07_deepfluoro.ipynb #a9fc8bd6
+def _check_structure(structure) -> str:
+    if structure not in STRUCTURES:
+        valid = ", ".join(repr(s) for s in STRUCTURES)
+        raise ValueError(f"structure must be one of {valid}, got {structure!r}")
+    return structure
+
+
+@patch
+def pose(
+    self: DeepFluoroDataset,
+    idx: int,  # view index, negative counts from the end
+    structure: str = "pelvis",  # "pelvis", "left-femur" or "right-femur"
+):  # RigidTransform of batch 1 (camera-to-world), like `ds[idx][1]`; batchless: a (4, 4) tensor
+    "Ground-truth DiffDRR pose of `structure` in view `idx`; `ds.pose(idx)` is `ds[idx][1]`."
+    matrix = self.structure_poses[_check_structure(structure)][self._index(idx)]
+    return matrix if self.batchless else RigidTransform(matrix[None])
+
+
+@patch
+def good_fov(
+    self: DeepFluoroDataset,
+    idx: int,  # view index
+) -> dict:  # {"left-femur": bool, "right-femur": bool}
+    "Whether each femur is seen well enough in view `idx` for its pose to be trusted (the file's `*-femur-good-fov`)."
+    idx = self._index(idx)
+    return {f: bool(self._good_fov[f][idx]) for f in FEMURS}
+
+# %% ../nbs/api/07_deepfluoro.ipynb #fed0cb12
+@patch
+def view_table(self: DeepFluoroDataset) -> pd.DataFrame:  # one row per view (columns: see above)
+    "The views of this subject: index, name, rot180, left/right femur good-fov and landmarks inside the returned image."
+    rows = []
+    for i, name in enumerate(self.view_names):
+        uv = self.landmarks(i)[0]
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < self.width) & (uv[:, 1] >= 0) & (uv[:, 1] < self.height)
+        fov = self.good_fov(i)
+        rows.append(dict(
+            view=i, name=name, rot180=bool(self.rotate_180[i]), left_femur_good_fov=fov["left-femur"],
+            right_femur_good_fov=fov["right-femur"], landmarks_in_image=int(inside.sum()),
+        ))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/api/07_deepfluoro.ipynb #6ea4aa6d
+@patch
+def evaluation_points(
+    self: DeepFluoroDataset,
+    structure: str = "pelvis",  # "pelvis", "left-femur" or "right-femur"
+) -> torch.Tensor:  # (N, 3) float64, DiffDRR world (mm): 14 landmarks, or a femur's centroid and 8 box corners
+    "The points `evaluate` measures `structure`'s errors on, in the world of `ds.subject`."
+    points = self._landmarks_lps if _check_structure(structure) == "pelvis" else self._femur_points_lps[structure]
+    if not len(points):
+        raise ValueError(f"the labelmap of {self.specimen} has no voxels of {structure} (label {STRUCTURES[structure][0]})")
+    return torch.from_numpy((self.lps_to_world @ np.c_[points, np.ones(len(points))].T).T[:, :3].copy())
+
+
+@patch(as_prop=True)
+def drr_intrinsic(self: DeepFluoroDataset) -> torch.Tensor:
+    "(3, 3) float64 intrinsic matrix of the returned images, as `DRR(...).detector.intrinsic` builds it from `ds`'s intrinsics."
+    return torch.tensor([
+        [self.focal_len / self.delx, 0.0, self.x0 / self.delx + self.width / 2],
+        [0.0, self.focal_len / self.dely, self.y0 / self.dely + self.height / 2],
+        [0.0, 0.0, 1.0],
+    ], dtype=torch.float64)
+
+
+@patch
+def evaluate(
+    self: DeepFluoroDataset,
+    idx: int,  # view index
+    pose,  # estimated camera-to-world pose(s): RigidTransform of batch B, or (4, 4) / (B, 4, 4) tensor
+    structure: str = "pelvis",  # the structure whose pose `pose` estimates
+) -> dict:  # mtre_mm, mpe_px, mpd_mm, mrpd_mm, dgeo_mm: each a (B,) float64 tensor
+    "Registration errors of `pose` against the ground-truth pose of `structure` in view `idx` (`registration_metrics`)."
+    truth, points = self.pose(idx, structure), self.evaluation_points(structure)
+    return registration_metrics(points, truth, pose, self.drr_intrinsic, self.delx, self.focal_len, self.subject.reorient)

@@ -30,11 +30,13 @@ from .data_home import atomic_path, data_home, display_path
 # %% auto #0
 __all__ = ['REAL_SIZE', 'REAL_PIXEL_SPACING', 'REAL_FOCAL_PIXELS', 'REAL_PRINCIPAL_POINT', 'REAL_EXTRINSIC', 'HU_AIR', 'HU_FAT',
            'HU_REF', 'HU_MUSCLE', 'CORTEX_HU', 'MARROW_HU', 'VOLUME_SHAPE', 'DESIGN_SCALE', 'LANDMARK_BONE',
-           'ATTENUATION_PER_HU', 'CAMERA_FROM_LPS', 'SOURCE_TO_ISOCENTRE', 'FLIP_IN_PLANE', 'COLLIMATOR_ATTENUATION',
-           'intrinsic_matrix', 'pixel_spacing', 'Ellipsoid', 'ellipsoid', 'rod', 'rotation_about', 'Phantom',
-           'pelvis_phantom', 'union_occupancy', 'voxelize', 'ray_lengths', 'line_integral', 'is_upside_down',
-           'view_pose', 'project_landmarks', 'raw_xray', 'specimen_phantom', 'write_synthetic_deepfluoro',
-           'synthetic_folder', 'synthetic_deepfluoro']
+           'ATTENUATION_PER_HU', 'CAMERA_FROM_LPS', 'SOURCE_TO_ISOCENTRE', 'FLIP_IN_PLANE', 'FEMUR_LABELS',
+           'FEMUR_FLEXION_DEG', 'FEMUR_ABDUCTION_DEG', 'FEMUR_ROTATION_DEG', 'GOOD_FOV_FRACTION',
+           'COLLIMATOR_ATTENUATION', 'SYNTHETIC_VERSION', 'intrinsic_matrix', 'pixel_spacing', 'Ellipsoid', 'ellipsoid',
+           'rod', 'rotation_about', 'Phantom', 'pelvis_phantom', 'union_occupancy', 'voxelize', 'ray_lengths',
+           'line_integral', 'is_upside_down', 'aimed_hip', 'view_pose', 'project_landmarks', 'femur_motion',
+           'label_voxels', 'femur_fov_fraction', 'raw_xray', 'specimen_phantom', 'synthetic_view',
+           'write_synthetic_deepfluoro', 'synthetic_folder', 'synthetic_deepfluoro']
 
 # %% ../nbs/api/05_synthetic.ipynb #0636617d
 REAL_SIZE = 1536  # rows and columns of a real DeepFluoro X-ray (pixels)
@@ -108,7 +110,7 @@ class Ellipsoid:
             U[:, -1] *= -1
         return Ellipsoid(np.asarray(matrix, dtype=float) @ self.centre, S, U)
 
-
+# %% ../nbs/api/05_synthetic.ipynb #1ad0c900
 def ellipsoid(
     centre,  # (3,) centre (mm)
     semi_axes,  # (3,) semi-axes (mm)
@@ -181,7 +183,7 @@ class Phantom:
         landmarks = {k: M @ v for k, v in self.landmarks.items()}
         return Phantom(self.shape, self.body, self.muscle, bones, landmarks, self.marrow_margin)
 
-
+# %% ../nbs/api/05_synthetic.ipynb #3a9f6a06
 def _hemipelvis(side: float) -> list:
     "Ellipsoids of the left (`side=1`) or mirrored right (`side=-1`) hemipelvis, adult size."
     parts = [
@@ -207,7 +209,7 @@ def _femur(side: float, head_radius: float, lesser_trochanter: bool) -> list:
         parts.append(ellipsoid((80, 10, -50), (8, 8, 9)))
     return [e.transformed(np.diag([side, 1.0, 1.0])) for e in parts]
 
-
+# %% ../nbs/api/05_synthetic.ipynb #c5aaf68f
 def pelvis_phantom() -> Phantom:
     "The synthetic pelvis: seven labelled bones, fourteen landmarks, muscle and fat, asymmetric on purpose."
     bones = {
@@ -268,7 +270,7 @@ def _box(ells: list, axes: tuple) -> tuple:
         out.append(slice(i[0], i[-1] + 1) if len(i) else slice(0, 0))
     return tuple(out[::-1])
 
-
+# %% ../nbs/api/05_synthetic.ipynb #124e320a
 def _occupancy_in_box(ells: list, shape: tuple, supersample: int = 4) -> tuple:
     "(box, occupancy): the fraction of each voxel of `box` (slices z, y, x) inside the union of `ells`."
     axes = _grid_axes(shape)
@@ -307,7 +309,7 @@ def _occupancy_in_box(ells: list, shape: tuple, supersample: int = 4) -> tuple:
     occupancy[idx] = fraction
     return box, occupancy
 
-
+# %% ../nbs/api/05_synthetic.ipynb #153df294
 def union_occupancy(
     ells: list,  # ellipsoids in local coordinates (mm)
     shape: tuple = VOLUME_SHAPE,  # CT grid (Z, Y, X)
@@ -369,9 +371,9 @@ def _pixel_rect(ells: list, cam_from_local: np.ndarray, intrinsic: np.ndarray, s
         raise ValueError("part of the phantom is behind the X-ray source; the pose must put it between source and detector")
     uvw = cam @ intrinsic.T
     uv = uvw[:, :2] / uvw[:, 2:]
-    c0, r0 = np.floor(uv.min(0)).astype(int)
-    c1, r1 = np.ceil(uv.max(0)).astype(int) + 1
-    return max(r0, 0), min(r1, size), max(c0, 0), min(c1, size)
+    c0, r0 = np.clip(np.floor(uv.min(0)).astype(int), 0, size)
+    c1, r1 = np.clip(np.ceil(uv.max(0)).astype(int) + 1, 0, size)
+    return int(r0), int(max(r1, r0)), int(c0), int(max(c1, c0))  # empty (r0 = r1 or c0 = c1) when out of the image
 
 
 def _chord(e: Ellipsoid, source, d0, du, dv, u: np.ndarray, v: np.ndarray) -> tuple:
@@ -391,7 +393,7 @@ def _chord(e: Ellipsoid, source, d0, du, dv, u: np.ndarray, v: np.ndarray) -> tu
     root = np.sqrt(np.where(hit, disc, 0.0))
     return np.where(hit, (-b - root) / a, 0.0), np.where(hit, (-b + root) / a, 0.0)
 
-
+# %% ../nbs/api/05_synthetic.ipynb #04b6a3c9
 def _union_length(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     "Length of the union of intervals `[starts[i], ends[i]]` along axis 0 (empty intervals are (0, 0))."
     length = (ends - starts).sum(0)
@@ -406,13 +408,14 @@ def _union_length(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         length[several] = total
     return length
 
-
+# %% ../nbs/api/05_synthetic.ipynb #55d1e8b8
 def ray_lengths(
     ells: list,  # ellipsoids in local coordinates (mm)
     cam_from_local: np.ndarray,  # (4, 4) local coordinates -> camera frame (mm), i.e. E inv(T) with the grid centre
     intrinsic: np.ndarray,  # (3, 3) DeepFluoro intrinsic matrix for `size`-pixel images
     size: int,  # rows = columns of the image (pixels)
     rows_per_chunk: int = 384,  # rows computed at once (bounds memory)
+    within: Ellipsoid | None = None,  # if given, only the parts of the rays inside this ellipsoid count
 ) -> tuple:  # (rect (r0, r1, c0, c1), lengths (r1 - r0, c1 - c0) float64 in mm)
     "Length of every pixel's ray inside the union of `ells`, on the rectangle of pixels it can reach."
     rect = r0, r1, c0, c1 = _pixel_rect(ells, cam_from_local, intrinsic, size)
@@ -436,6 +439,11 @@ def ray_lengths(
                 starts[i, a0 - s : a1 - s, b0 - c0 : b1 - c0] = t0
                 ends[i, a0 - s : a1 - s, b0 - c0 : b1 - c0] = t1
         v = np.arange(s, e_, dtype=float)
+        if within is not None:  # clip every interval to the ray's chord through `within`; emptied ones become (0, 0)
+            w0, w1 = _chord(within, source, d0, du, dv, u, v)
+            starts, ends = np.maximum(starts, w0), np.minimum(ends, w1)
+            empty = ends <= starts
+            starts[empty], ends[empty] = 0.0, 0.0
         norm2 = sum(((d0[k] + du[k] * u)[None, :] + (dv[k] * v)[:, None]) ** 2 for k in range(3))
         out[s - r0 : e_ - r0] = _union_length(starts, ends) * np.sqrt(norm2)
     return rect, out
@@ -449,24 +457,35 @@ def line_integral(
     cam_from_local: np.ndarray,  # (4, 4) local coordinates -> camera frame (mm)
     intrinsic: np.ndarray,  # (3, 3) intrinsic matrix for `size`-pixel images
     size: int,  # rows = columns (pixels)
+    motions: dict | None = None,  # label -> (4, 4) rigid motion of that bone in local coordinates (mm); others stay put
 ) -> tuple:  # (L (size, size) float64, labels (size, size) uint8)
     "Line integrals `L = sum mu ds` of every pixel's ray, and the label of the bone each ray crosses longest."
+    motions = {} if motions is None else motions
+    if unknown := sorted(set(motions) - set(phantom.bones)):
+        raise ValueError(f"motions given for labels {unknown}, which the phantom does not have; its bones are {sorted(phantom.bones)}")
+    if motions and len(phantom.muscle) != 1:
+        raise ValueError(f"moving a bone needs the muscle to be one ellipsoid (the muscle inside the bone moves with it), got {len(phantom.muscle)}")
     L = np.zeros((size, size))
     seg = np.zeros((size, size), np.uint8)
     longest = np.zeros((size, size))
 
-    def add(ells, weight):
-        (r0, r1, c0, c1), length = ray_lengths(ells, cam_from_local, intrinsic, size)
+    def add(ells, weight, cam, within=None):
+        (r0, r1, c0, c1), length = ray_lengths(ells, cam, intrinsic, size, within=within)
         L[r0:r1, c0:c1] += ATTENUATION_PER_HU * weight * length
         return (slice(r0, r1), slice(c0, c1)), length
 
-    add(phantom.muscle, HU_MUSCLE - HU_FAT)  # fat is HU_REF: it attenuates nothing
+    add(phantom.muscle, HU_MUSCLE - HU_FAT, cam_from_local)  # fat is HU_REF: it attenuates nothing
     for label in sorted(phantom.bones):
-        rect, length = add(phantom.bones[label], CORTEX_HU)
+        # a bone moved by M has its point x at M x: the camera sees it through cam_from_local @ M
+        cam = cam_from_local @ motions[label] if label in motions else cam_from_local
+        rect, length = add(phantom.bones[label], CORTEX_HU, cam)
         better = length > longest[rect]
         seg[rect][better], longest[rect][better] = label, length[better]
         if marrow := phantom.marrow(label):
-            add(marrow, MARROW_HU)
+            add(marrow, MARROW_HU, cam)
+        if label in motions:  # the muscle inside the bone's outline moves with it, leaving fat (HU_REF) behind
+            add(phantom.bones[label], HU_MUSCLE - HU_FAT, cam, within=phantom.muscle[0])
+            add(phantom.bones[label], HU_FAT - HU_MUSCLE, cam_from_local, within=phantom.muscle[0])
     return L, seg
 
 # %% ../nbs/api/05_synthetic.ipynb #e1a1f3fb
@@ -495,6 +514,16 @@ def is_upside_down(
     return view % 3 == 1 if views_per_specimen > 1 else specimen % 2 == 0
 
 
+def aimed_hip(
+    specimen: int,  # subject number (1-6)
+    view: int,  # view index within the specimen
+) -> str | None:  # "left", "right", or None for a view of the whole pelvis
+    "The hip a view of the synthetic file is centred on: one view in three, the left hip on odd specimens, the right on even."
+    if (specimen + view) % 3 != 2:
+        return None
+    return "left" if specimen % 2 else "right"
+
+# %% ../nbs/api/05_synthetic.ipynb #2a812199
 def view_pose(
     seed: int,  # the file's seed
     specimen: int,  # subject number (1-6)
@@ -502,12 +531,15 @@ def view_pose(
     upside_down: bool,  # roll the camera 180 degrees about its principal axis
     grid_centre: np.ndarray,  # (3,) LPS position of the centre of the specimen's CT grid (mm)
     extrinsic: np.ndarray | None = None,  # (4, 4) E; default: the real `REAL_EXTRINSIC`
+    aim: np.ndarray | None = None,  # (3,) point put on the principal axis, local coordinates (mm); default: the grid centre
 ) -> np.ndarray:  # (4, 4) T = cam-to-pelvis-vol, a proper rigid transform
-    "The ground-truth pose of a view: the CT centred in front of the source, a few degrees and mm off."
+    "The ground-truth pose of a view: the CT (or its point `aim`) centred in front of the source, a few degrees and mm off."
     rng = np.random.default_rng([seed, specimen, 1, view])
     C = np.eye(4)
     C[:3, :3] = _rotation_vector(np.deg2rad(rng.uniform(-5, 5, 3))) @ CAMERA_FROM_LPS
     C[:3, 3] = [rng.uniform(-8, 8), rng.uniform(-8, 8), -SOURCE_TO_ISOCENTRE + rng.uniform(-15, 15)]
+    if aim is not None:
+        C[:3, 3] -= C[:3, :3] @ np.asarray(aim, dtype=float)  # `aim` goes where the grid centre would have gone
     if upside_down:
         C = FLIP_IN_PLANE @ C
     to_grid_centre = np.eye(4)
@@ -515,7 +547,7 @@ def view_pose(
     extrinsic = REAL_EXTRINSIC if extrinsic is None else np.asarray(extrinsic, dtype=float)
     return np.linalg.inv(C @ to_grid_centre) @ extrinsic
 
-
+# %% ../nbs/api/05_synthetic.ipynb #b5180e20
 def project_landmarks(
     points: np.ndarray,  # (N, 3) LPS positions (mm)
     cam_to_pelvis: np.ndarray,  # (4, 4) T
@@ -526,6 +558,58 @@ def project_landmarks(
     P = np.asarray(intrinsic, dtype=float) @ (np.asarray(extrinsic, dtype=float) @ np.linalg.inv(cam_to_pelvis))[:3]
     uvw = np.c_[np.asarray(points, dtype=float), np.ones(len(points))] @ P.T
     return uvw[:, :2] / uvw[:, 2:]
+
+# %% ../nbs/api/05_synthetic.ipynb #1e7cc698
+FEMUR_LABELS = {"left": 5, "right": 6}  # side -> label of that femur in `vol-seg`
+FEMUR_FLEXION_DEG = 10.0  # largest flexion or extension, about the left-right axis (degrees)
+FEMUR_ABDUCTION_DEG = (6.0, 10.0)  # smallest and largest abduction or adduction, about the anterior-posterior axis (degrees)
+FEMUR_ROTATION_DEG = 10.0  # largest rotation about the superior axis (degrees)
+
+
+def femur_motion(
+    seed: int,  # the file's seed
+    specimen: int,  # subject number (1-6)
+    view: int,  # view index within the specimen
+    side: str,  # "left" or "right"
+    head_centre,  # (3,) centre of that femoral head (mm), in the frame the motion is wanted in (LPS or local)
+) -> np.ndarray:  # (4, 4) F: X -> R (X - head_centre) + head_centre
+    "The rigid motion of one femur in one view of the synthetic file: a rotation of a few degrees about its head."
+    if side not in FEMUR_LABELS:
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    u = np.random.default_rng([seed, specimen, 3, view]).uniform(-1, 1, (2, 3))[0 if side == "left" else 1]
+    lo, hi = FEMUR_ABDUCTION_DEG
+    degrees = [FEMUR_FLEXION_DEG * u[0], np.copysign(lo + (hi - lo) * abs(u[1]), u[1]), FEMUR_ROTATION_DEG * u[2]]
+    R = _rotation_vector(np.deg2rad(degrees))
+    head = np.asarray(head_centre, dtype=float)
+    F = np.eye(4)
+    F[:3, :3], F[:3, 3] = R, head - R @ head
+    return F
+
+# %% ../nbs/api/05_synthetic.ipynb #de302ae4
+GOOD_FOV_FRACTION = 0.25  # a femur's pose is trusted (good-fov) when at least this fraction of its voxels is in the image
+
+
+def label_voxels(
+    labels: np.ndarray,  # (Z, Y, X) label map on a 1 mm grid with identity direction, as stored
+    origin,  # (3,) LPS position of voxel (0, 0, 0) (mm)
+    label: int,  # the label wanted
+) -> np.ndarray:  # (N, 3) LPS centres of the voxels of `label` (mm)
+    "Centres of the voxels that carry `label`, in LPS millimetres."
+    k, j, i = np.nonzero(labels == label)
+    return np.stack([i, j, k], 1) + np.asarray(origin, dtype=float)
+
+
+def femur_fov_fraction(
+    points: np.ndarray,  # (N, 3) the femur's voxel centres in the CT (LPS mm), from `label_voxels`
+    cam_to_femur: np.ndarray,  # (4, 4) the femur's pose, `cam-to-*-femur-vol`
+    extrinsic: np.ndarray,  # (4, 4) E
+    intrinsic: np.ndarray,  # (3, 3) K for `size`-pixel images
+    size: int,  # rows = columns (pixels)
+) -> float:  # fraction in [0, 1]
+    "Fraction of a femur's voxels that project inside the collimated part of the image, the femur at its own pose."
+    uv = project_landmarks(points, cam_to_femur, extrinsic, intrinsic)
+    b = collimator_border(size)
+    return float(((uv >= b) & (uv <= size - 1 - b)).all(1).mean())
 
 # %% ../nbs/api/05_synthetic.ipynb #f73ad815
 COLLIMATOR_ATTENUATION = 8.0  # extra line integral behind the collimator border
@@ -567,7 +651,38 @@ def specimen_phantom(
     origin = np.round(np.array([-119.5, -160.0, -1030.0]) + rng.uniform(-25, 25, 3), 2)
     return pelvis_phantom().scaled(factors), origin
 
+# %% ../nbs/api/05_synthetic.ipynb #a4550c60
+def synthetic_view(
+    seed: int,  # the file's seed
+    specimen: int,  # subject number (1-6)
+    view: int,  # view index within the specimen
+    views_per_specimen: int = 3,  # views of each specimen (decides which views are upside-down)
+    size: int = REAL_SIZE,  # rows = columns of the X-ray (pixels)
+    labels: np.ndarray | None = None,  # (Z, Y, X) the specimen's label map, from `voxelize`; computed when None
+) -> dict:  # cam_to_pelvis, cam_to_femur, femur_motion, fov_fraction, good_fov, upside_down, aimed_hip, L, image, seg, landmarks
+    "One view of a synthetic file: the X-ray cast with each femur at its own pose, and all its ground truth."
+    K, E = intrinsic_matrix(size), REAL_EXTRINSIC
+    phantom, origin = specimen_phantom(seed, specimen)
+    labels = voxelize(phantom)[1] if labels is None else labels
+    centre = origin + (np.array(phantom.shape[::-1]) - 1) / 2
+    to_local = np.eye(4)
+    to_local[:3, 3] = centre  # local coordinates -> LPS
+    hip, flipped = aimed_hip(specimen, view), is_upside_down(view, specimen, views_per_specimen)
+    T = view_pose(seed, specimen, view, flipped, centre, E, None if hip is None else phantom.landmarks[f"FH-{hip[0]}"])
+    out = dict(cam_to_pelvis=T, upside_down=flipped, aimed_hip=hip, femur_motion={}, cam_to_femur={}, fov_fraction={}, good_fov={})
+    for side, label in FEMUR_LABELS.items():
+        F = femur_motion(seed, specimen, view, side, phantom.landmarks[f"FH-{side[0]}"] + centre)  # of CT (LPS) space
+        out["femur_motion"][side], out["cam_to_femur"][side] = F, np.linalg.inv(F) @ T
+        fraction = femur_fov_fraction(label_voxels(labels, origin, label), out["cam_to_femur"][side], E, K, size)
+        out["fov_fraction"][side], out["good_fov"][side] = fraction, fraction >= GOOD_FOV_FRACTION
+    motions = {FEMUR_LABELS[s]: np.linalg.inv(to_local) @ F @ to_local for s, F in out["femur_motion"].items()}
+    out["L"], out["seg"] = line_integral(phantom, E @ np.linalg.inv(T) @ to_local, K, size, motions)
+    out["image"] = raw_xray(out["L"], np.random.default_rng([seed, specimen, 2, view]))
+    lms = np.stack([phantom.landmarks[n] for n in LANDMARK_NAMES]) + centre
+    out["landmarks"] = project_landmarks(lms, T, E, K)  # all fourteen, FH included, with the pelvis pose
+    return out
 
+# %% ../nbs/api/05_synthetic.ipynb #31df577d
 def _dataset(group, name, value, compress=False):
     kw = dict(compression="gzip", compression_opts=4, shuffle=True) if compress else {}
     group.create_dataset(name, data=value, track_times=False, **kw)
@@ -580,6 +695,39 @@ def _image_group(group, pixels, spacing, origin):
     _dataset(group, "dir-mat", np.eye(pixels.ndim))
 
 
+def _write_proj_params(f: h5py.File, size: int):
+    pp = f.create_group("proj-params")
+    _dataset(pp, "intrinsic", intrinsic_matrix(size))
+    _dataset(pp, "extrinsic", REAL_EXTRINSIC)
+    for name in ("num-rows", "num-cols"):
+        _dataset(pp, name, np.int64(size))
+    for name in ("pixel-row-spacing", "pixel-col-spacing"):
+        _dataset(pp, name, np.float64(pixel_spacing(size)))
+
+
+def _write_specimen(g: h5py.Group, phantom: Phantom, origin: np.ndarray, hu: np.ndarray, labels: np.ndarray):
+    _image_group(g.create_group("vol"), hu, [1.0, 1.0, 1.0], origin)
+    _image_group(g.create_group("vol-seg/image"), labels, [1.0, 1.0, 1.0], origin)
+    for k, name in LABELS.items():
+        _dataset(g, f"vol-seg/labels-def/{k}", np.bytes_(name))
+    centre = origin + (np.array(phantom.shape[::-1]) - 1) / 2
+    for name in LANDMARK_NAMES:
+        _dataset(g, f"vol-landmarks/{name}", (phantom.landmarks[name] + centre).reshape(3, 1))
+
+
+def _write_view(g: h5py.Group, view: dict, spacing: float):
+    _image_group(g.create_group("image"), view["image"], [spacing, spacing], [0.0, 0.0])
+    _image_group(g.create_group("gt-seg"), view["seg"], [spacing, spacing], [0.0, 0.0])
+    _dataset(g, "rot-180-for-up", np.uint8(view["upside_down"]))
+    for name, p in zip(LANDMARK_NAMES, view["landmarks"]):
+        _dataset(g, f"gt-landmarks/{name}", p.reshape(2, 1))
+    _dataset(g, "gt-poses/cam-to-pelvis-vol", view["cam_to_pelvis"])
+    for side in FEMUR_LABELS:
+        _dataset(g, f"gt-poses/cam-to-{side}-femur-vol", view["cam_to_femur"][side])
+    for side in FEMUR_LABELS:
+        _dataset(g, f"gt-poses/{side}-femur-good-fov", np.uint8(view["good_fov"][side]))
+
+# %% ../nbs/api/05_synthetic.ipynb #c95aeebf
 def write_synthetic_deepfluoro(
     path: str | os.PathLike,  # the HDF5 file to write
     size: int = REAL_SIZE,  # rows = columns of the X-rays (pixels); 1536 is the real size
@@ -595,63 +743,34 @@ def write_synthetic_deepfluoro(
         raise IsADirectoryError(f"{path} is a folder; give the path of the .h5 file to write")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    K, E, spacing = intrinsic_matrix(size), REAL_EXTRINSIC, pixel_spacing(size)
-    b = collimator_border(size)
 
     def make_specimen(number):
         phantom, origin = specimen_phantom(seed, number)
-        return phantom, origin, *voxelize(phantom)
+        return (phantom, origin, *voxelize(phantom))
 
     def make_view(job):
-        number, phantom, origin, view = job
-        centre = origin + (np.array(phantom.shape[::-1]) - 1) / 2
-        flipped = is_upside_down(view, number, views_per_specimen)
-        T = view_pose(seed, number, view, flipped, centre, E)
-        to_local = np.eye(4)
-        to_local[:3, 3] = centre
-        L, seg = line_integral(phantom, E @ np.linalg.inv(T) @ to_local, K, size)
-        img = raw_xray(L, np.random.default_rng([seed, number, 2, view]))
-        lms = np.stack([phantom.landmarks[n] for n in LANDMARK_NAMES]) + centre
-        return T, flipped, img, seg, project_landmarks(lms, T, E, K)
+        number, view = job
+        out = synthetic_view(seed, number, view, views_per_specimen, size, labels=specimens[number][3])
+        del out["L"]  # not stored: keep only what is written while the other views wait
+        return out
 
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool, atomic_path(path) as tmp:
         specimens = dict(zip(SPECIMENS, pool.map(make_specimen, SPECIMENS)))
-        jobs = [(n, s[0], s[1], v) for n, s in specimens.items() for v in range(views_per_specimen)]
+        jobs = [(number, view) for number in SPECIMENS for view in range(views_per_specimen)]
         views = pool.map(make_view, jobs)
         with h5py.File(tmp, "w") as f:
-            pp = f.create_group("proj-params")
-            _dataset(pp, "intrinsic", K)
-            _dataset(pp, "extrinsic", E)
-            _dataset(pp, "num-rows", np.int64(size))
-            _dataset(pp, "num-cols", np.int64(size))
-            _dataset(pp, "pixel-row-spacing", np.float64(spacing))
-            _dataset(pp, "pixel-col-spacing", np.float64(spacing))
-            for number, (phantom, origin, hu, labels) in specimens.items():
-                g = f.create_group(SPECIMENS[number])
-                _image_group(g.create_group("vol"), hu, [1.0, 1.0, 1.0], origin)
-                _image_group(g.create_group("vol-seg/image"), labels, [1.0, 1.0, 1.0], origin)
-                for k, name in LABELS.items():
-                    _dataset(g, f"vol-seg/labels-def/{k}", np.bytes_(name))
-                centre = origin + (np.array(phantom.shape[::-1]) - 1) / 2
-                for name in LANDMARK_NAMES:
-                    _dataset(g, f"vol-landmarks/{name}", (phantom.landmarks[name] + centre).reshape(3, 1))
+            _write_proj_params(f, size)
+            for number, specimen in specimens.items():
+                _write_specimen(f.create_group(SPECIMENS[number]), *specimen)
             bar = tqdm(views, total=len(jobs), desc="synthetic views", unit="view", disable=not progress, file=sys.stderr)
-            for (number, _, _, view), (T, flipped, img, seg, uv) in zip(jobs, bar):
-                g = f.create_group(f"{SPECIMENS[number]}/projections/{view:03d}")
-                _image_group(g.create_group("image"), img, [spacing, spacing], [0.0, 0.0])
-                _image_group(g.create_group("gt-seg"), seg, [spacing, spacing], [0.0, 0.0])
-                _dataset(g, "rot-180-for-up", np.uint8(flipped))
-                for name, p in zip(LANDMARK_NAMES, uv):
-                    _dataset(g, f"gt-landmarks/{name}", p.reshape(2, 1))
-                for name in ("cam-to-pelvis-vol", "cam-to-left-femur-vol", "cam-to-right-femur-vol"):
-                    _dataset(g, f"gt-poses/{name}", T)
-                for side, lm in (("left", "FH-l"), ("right", "FH-r")):
-                    u, v = uv[LANDMARK_NAMES.index(lm)]
-                    good = b <= u <= size - 1 - b and b <= v <= size - 1 - b
-                    _dataset(g, f"gt-poses/{side}-femur-good-fov", np.uint8(good))
+            for (number, view), out in zip(jobs, bar):
+                _write_view(f.create_group(f"{SPECIMENS[number]}/projections/{view:03d}"), out, pixel_spacing(size))
     return path
 
 # %% ../nbs/api/05_synthetic.ipynb #c0f0bb1d
+SYNTHETIC_VERSION = 2  # raised whenever the bytes a seed writes change; part of the cached file's name
+
+
 def synthetic_folder() -> Path:
     "The folder of the data home where generated synthetic files are cached."
     return data_home() / "synthetic"
@@ -666,7 +785,7 @@ def synthetic_deepfluoro(
 ) -> Path:  # path of the HDF5 file
     "Path of a synthetic DeepFluoro-format file in `data_home()/synthetic`, written on first use."
     _check_arguments(size, views_per_specimen, seed)
-    path = synthetic_folder() / f"deepfluoro-synthetic-size{size}-views{views_per_specimen}-seed{seed}.h5"
+    path = synthetic_folder() / f"deepfluoro-synthetic-size{size}-views{views_per_specimen}-seed{seed}-v{SYNTHETIC_VERSION}.h5"
     if path.exists() and not overwrite:
         try:
             counts = check_layout(path)
