@@ -9,16 +9,34 @@ import torch
 from diffdrr.drr import DRR
 from diffdrr.pose import RigidTransform
 
-from .deepfluoro import DeepFluoroDataset
+from .deepfluoro import STRUCTURES, DeepFluoroDataset
 from .metrics import block_mean, normalized_cross_correlation, reprojection_error, subpixel_shift
 
 # %% auto #0
-__all__ = ['default_device', 'compare_to_drr', 'view_figure']
+__all__ = ['default_device', 'composed_drr', 'compare_to_drr', 'view_figure']
 
 # %% ../nbs/api/08_render.ipynb #11acc4b2
 def default_device() -> str:
     "The device to render on: CUDA when available, else the CPU."
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+# %% ../nbs/api/08_render.ipynb #3ddce666
+def composed_drr(
+    drr: DRR,  # a DRR of `ds.subject` (any detector size)
+    ds: DeepFluoroDataset,  # the dataset the view comes from
+    idx: int,  # view index
+    device: str | None = None,  # torch device of `drr`; default: `default_device()`
+) -> tuple[torch.Tensor, torch.Tensor]:  # (composed, pelvis pose alone), each (1, 1, h, w), on the CPU
+    "View `idx` with every structure rendered from its own ground-truth pose, and everything from the pelvis pose."
+    device = device or default_device()
+    matrices = [ds.pose(idx, s) for s in STRUCTURES]  # RigidTransforms, or (4, 4) tensors for a batchless dataset
+    matrices = [m.matrix if isinstance(m, RigidTransform) else m for m in matrices]
+    poses = RigidTransform(torch.cat([m.reshape(1, 4, 4) for m in matrices]).to(device))
+    with torch.no_grad():
+        channels = drr(poses, mask_to_channels=True).cpu()  # (3, labels, h, w): pelvis, left femur, right femur poses
+    pelvis_pose_alone = channels[0].sum(0)
+    composed = pelvis_pose_alone - channels[0, 5] - channels[0, 6] + channels[1, 5] + channels[2, 6]
+    return composed[None, None], pelvis_pose_alone[None, None]
 
 # %% ../nbs/api/08_render.ipynb #a2aa6598
 def compare_to_drr(
@@ -27,7 +45,8 @@ def compare_to_drr(
     downsample: int = 8,  # the DRR's pixels are `downsample` times larger than the X-ray's
     drr: DRR | None = None,  # a coarse DRR of `ds.subject` to reuse (built when None)
     device: str | None = None,  # torch device; default: `default_device()`
-) -> dict:  # xray, drr, ncc, shift, projected, annotated, landmark_error, margin, downsample, renderer (see above)
+    composed: bool = True,  # render each femur from its own pose (`composed_drr`); False: everything from the pelvis pose
+) -> dict:  # xray, drr, drr_pelvis_pose, ncc, ncc_pelvis_pose, shift, projected, annotated, landmark_error, margin, downsample, renderer
     "Render view `idx` from its ground-truth pose and measure how well it agrees with the X-ray and its landmarks."
     if not ds.preprocess:
         raise ValueError("compare_to_drr needs a dataset with preprocess=True: DRRs are line integrals, raw X-rays are not")
@@ -45,12 +64,16 @@ def compare_to_drr(
     mh, mw = (ds.height - h * downsample) // 2, (ds.width - w * downsample) // 2
     xray = block_mean(img.reshape(1, 1, ds.height, ds.width)[..., mh : ds.height - mh, mw : ds.width - mw], downsample)
     with torch.no_grad():
-        rendered = drr(pose.to(device)).cpu()
+        if composed:
+            rendered, pelvis_pose = composed_drr(drr, ds, idx, device)
+        else:
+            rendered = pelvis_pose = drr(pose.to(device)).cpu()
         # landmarks are projected with the dataset's own (full-resolution) intrinsics
         projected = _project_full_resolution(drr, ds, pose.to(device)).cpu()
     annotated = ds.landmarks(idx)
     return dict(
-        xray=xray, drr=rendered, ncc=float(normalized_cross_correlation(xray, rendered)),
+        xray=xray, drr=rendered, drr_pelvis_pose=pelvis_pose, ncc=float(normalized_cross_correlation(xray, rendered)),
+        ncc_pelvis_pose=float(normalized_cross_correlation(xray, pelvis_pose)),
         shift=subpixel_shift(xray, rendered), projected=projected, annotated=annotated,
         landmark_error=reprojection_error(projected, annotated)[0],
         margin=(mw, mh), downsample=downsample, renderer=drr,
