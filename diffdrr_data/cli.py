@@ -74,7 +74,7 @@ def render(
     fig.savefig(out, dpi=100)
     print(f"NCC {result['ncc']:.4f}")
     print(f"mean reprojection error {mrpe:.2e} px (full resolution, {int(result['landmark_error'].isfinite().sum())} landmarks)")
-    print(f"wrote {out}")
+    print(f"wrote {display_path(out)}")
     return result
 
 # %% ../nbs/api/11_cli.ipynb #ed84a503

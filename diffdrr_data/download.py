@@ -305,7 +305,7 @@ def safe_member(
     bad = [i.filename for i in zf.infolist() if _unsafe_name(i.filename)]
     if bad:
         raise DownloadError(
-            f"Refusing the archive {zf.filename}: member name(s) {bad[:5]} are absolute or contain '..', "
+            f"Refusing the archive {display_path(zf.filename) if zf.filename else '(in memory)'}: member name(s) {bad[:5]} are absolute or contain '..', "
             "so extracting them could write outside the data folder. The archive is not the published one."
         )
     hits = [i for i in zf.infolist() if not i.is_dir() and i.filename.replace("\\", "/").split("/")[-1] == wanted]
