@@ -58,9 +58,10 @@ def render(
         path, real = real_or_synthetic_file(verbose=False)
         print(f"Using the {'real DeepFluoro' if real else 'synthetic DeepFluoro-format'} file {display_path(path)}"
               + ("" if real else " (the real file is not in the data home; `diffdrr-data download deepfluoro` fetches it)"))
-        source = f"real DeepFluoro file, subject {subject}" if real else f"SYNTHETIC phantom (not patient data), subject {subject}"
+        source = (f"real DeepFluoro file, subject {subject}" if real
+                  else f"SYNTHETIC phantom (not patient data), {path.name}, subject {subject}")
     else:
-        path = Path(file)
+        path, real = Path(file), False
         source = f"{path.name}, subject {subject}"
     with DeepFluoroDataset(subject, filename=path) as ds:
         if not -len(ds) <= view < len(ds):
