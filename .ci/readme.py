@@ -9,9 +9,12 @@ Two more checks of README.md, used by `.ci/test`:
 - `--code` prints the README's ```python blocks, joined into one script (the test suite runs it: the Usage
   snippet must work as written);
 - `--check-install` fails unless the README's test command installs with the same `pip install` arguments as
-  `.ci/run` (between its `# --- install ---` markers), so that CI and a reader get the same torch and pins.
+  `.ci/run` (between its `# --- install ---` markers), so that CI and a reader get the same torch and pins;
+- `--check-links` fails unless every link of README.md into the documentation site starts with settings.ini's
+  doc_host + doc_baseurl and names a page that exists (a notebook under nbs/, as nbdev names its page: numeric
+  prefix dropped, `.ipynb` -> `.html`, or a file the site copies as it is), and every `nbs/...` path it names exists.
 """
-import difflib, json, re, shlex, sys
+import configparser, difflib, json, re, shlex, sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parents[1]
@@ -70,6 +73,39 @@ def check_install() -> int:
     return 0
 
 
+def site_pages() -> set:
+    "The pages of the documentation site, relative to its root, as nbdev names them."
+    nbs, pages = root / "nbs", set()
+    for f in nbs.rglob("*"):
+        rel = f.relative_to(nbs)
+        if f.is_dir() or any(part.startswith((".", "_")) for part in rel.parts):
+            continue
+        if f.suffix == ".ipynb":
+            pages.add((rel.parent / (re.sub(r"^\d+_", "", rel.stem) + ".html")).as_posix())
+        else:
+            pages.add(rel.as_posix())
+    return pages
+
+
+def check_links() -> int:
+    "Links of README.md into the docs site point at pages it has; repository paths it names exist."
+    cfg = configparser.ConfigParser(); cfg.read(root / "settings.ini")
+    site = cfg["DEFAULT"]["doc_host"].rstrip("/") + cfg["DEFAULT"]["doc_baseurl"].rstrip("/") + "/"
+    readme, pages, bad = (root / "README.md").read_text(), site_pages(), []
+    host = re.escape(cfg["DEFAULT"]["doc_host"].rstrip("/"))
+    links = re.findall(host + r"[^)\s>`\"]*", readme)
+    for link in links:
+        page = link[len(site):].split("#")[0] if link.startswith(site) else None
+        if page is None or (page or "index.html") not in pages | {"index.html"}:
+            bad.append(f"{link}: not a page of the site {site} (pages come from the notebooks under nbs/)")
+    paths = sorted(set(re.findall(r"`(nbs/[^`]+)`", readme)))
+    bad += [f"`{p}`: no such file in the repository" for p in paths if not (root / p).exists()]
+    for b in bad:
+        print(b)
+    print(f"{len(links)} links into {site} and {len(paths)} repository paths checked, {len(bad)} broken")
+    return 1 if bad else 0
+
+
 if __name__ == "__main__":
     readme, new = root / "README.md", render(root / "nbs" / "index.ipynb")
     if "--code" in sys.argv:
@@ -77,6 +113,8 @@ if __name__ == "__main__":
         sys.exit(0)
     if "--check-install" in sys.argv:
         sys.exit(check_install())
+    if "--check-links" in sys.argv:
+        sys.exit(check_links())
     if "--check" in sys.argv:
         old = readme.read_text() if readme.exists() else ""
         if old != new:

@@ -57,6 +57,7 @@ REFERENCE_NAME = "ipcai_2020_full_res_data.h5"  # the file name the reference op
 SPECIMEN = "17-1882"  # subject 1
 VARIANTS = ("uncompressed", "gzip")
 CHILD_FLAG = "--benchmark-child"  # argv[1] of a child process; argv[2] is its JSON spec
+SETTLE_S = 0.05  # pause before each command to a child (s)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -322,6 +323,9 @@ class Process:
         return json.loads(line)
 
     def __call__(self, op: str, **kw):
+        # let the previous command's OpenMP threads (in whichever process) stop spinning first: after a parallel torch
+        # operation they keep a core busy for a few milliseconds, which would be charged to the next measurement
+        time.sleep(SETTLE_S)
         self.proc.stdin.write(json.dumps(dict(op=op, **kw)) + "\n")
         self.proc.stdin.flush()
         return self._read()
@@ -415,6 +419,17 @@ if __name__ == "__main__" and sys.argv[1:2] == [CHILD_FLAG]:
 # --------------------------------------------------------------------------------------------------------------
 # parent side
 # --------------------------------------------------------------------------------------------------------------
+def public_path(arg: str) -> str:
+    """A command-line argument as the results show it: an absolute path loses the folders of the machine that ran
+    it (relative to the repository if it is inside, else `<...>/` and its last three parts); anything else is kept."""
+    path = Path(arg)
+    if not path.is_absolute():
+        return arg
+    if path.resolve().is_relative_to(HERE.parent):
+        return str(path.resolve().relative_to(HERE.parent))
+    return "<...>/" + "/".join(path.parts[-3:]) if len(path.parts) > 4 else "<...>/" + path.name
+
+
 def find_reference(python: str | None) -> tuple:
     """(interpreter, version) of the reference, or (None, why not). Looked for in `python` if given, else in
     `$DIFFDRR_BENCH_REFERENCE_PYTHON` if set, else in this interpreter."""
@@ -612,11 +627,13 @@ def plot(results: dict, path: Path):
         values = [m[when]["parent_peak_rss_mb"]] + m[when]["worker_peak_rss_mb"]
         xs = [k + (j - 0.5) * 0.4 for k in range(len(values))]
         ax.bar(xs, values, width=0.4, color=color,
-               label=f"{when}: pickled dataset {m[when]['payload_bytes'] / 1e6:.2f} MB")
+               label=f"{when}: pickled dataset {m[when]['payload_bytes'] / 1e3:,.1f} kB")
+    top = max([m[w]["parent_peak_rss_mb"] for w in ("before", "after")] + m["before"]["worker_peak_rss_mb"] + m["after"]["worker_peak_rss_mb"])
+    ax.set_ylim(0, 1.3 * top)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("peak RSS (MB)")
     ax.set_title("2 spawn workers: memory")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
 
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[n]) for n in series]
     fig.legend(handles, ["I/O floor"] + names, loc="lower center", ncol=len(series), frameon=False)
@@ -700,7 +717,7 @@ def main(
     load_end = os.getloadavg()
     results = dict(
         benchmark="deepfluoro_loader", created=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        command=" ".join(["python", "benchmarks/deepfluoro_loader.py"] + sys.argv[1:]), machine=machine(),
+        command=" ".join(["python", "benchmarks/deepfluoro_loader.py"] + [public_path(a) for a in sys.argv[1:]]), machine=machine(),
         load_average_start=list(load_start), load_average_end=list(load_end), source=Path(filename).name, files=summaries,
         views=n, image_size=" x ".join(map(str, summaries["uncompressed"]["image_shape"])), repeats=repeats,
         epochs=epochs, epoch_views=epoch_views, batch_size=4,

@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .data_home import atomic_path
-from .layout import check_subject
+from .layout import SPECIMENS, check_subject
 
 # %% auto #0
 __all__ = ['SUBJECT_COLORS', 'CameraGeometry', 'camera_geometry', 'dataset_geometry', 'add_cameras', 'CameraPoseScene',
@@ -142,7 +142,7 @@ def _headless() -> bool:
 def _id_numbers(id_numbers) -> list[int]:
     ids = [id_numbers] if isinstance(id_numbers, (int, np.integer)) else list(id_numbers)
     if not ids:
-        raise ValueError("id_numbers must name at least one subject (integers from 1 to 6)")
+        raise ValueError(f"id_numbers must name at least one subject (integers from 1 to {len(SPECIMENS)})")
     return [check_subject(i, "id_numbers") for i in ids]
 
 # %% ../nbs/api/09_camera_poses.ipynb #943e4be7

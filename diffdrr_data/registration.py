@@ -19,7 +19,7 @@ from scipy.spatial.transform import Rotation
 from .deepfluoro import STRUCTURES, DeepFluoroDataset
 from .download import deepfluoro_path
 from .layout import check_subject, is_rigid
-from .metrics import registration_metrics, success_rates
+from .metrics import success_rates
 
 # %% auto #0
 __all__ = ['MATRIX_COLUMNS', 'COLUMNS', 'KEY', 'METRICS', 'perturbed_poses', 'PredictionsError', 'write_predictions',
