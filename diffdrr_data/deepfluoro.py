@@ -280,11 +280,13 @@ def __getitem__(
 ):  # (img (1, 1, H, W) float32, pose RigidTransform); batchless: (img (1, H, W), pose (4, 4))
     "View `idx`: the X-ray (turned upright, preprocessed) and the pelvis's ground-truth DiffDRR pose (`ds.pose(idx)`)."
     idx = self._index(idx)
-    img = torch.from_numpy(self._read_view(idx, "image/pixels").astype(np.float32, copy=False))
+    img = self._read_view(idx, "image/pixels")
     if self.rotate_180[idx]:
-        img = img.flip((-2, -1))
+        img = img[::-1, ::-1]  # a NumPy view (no copy, and no parallel torch operation whose threads would spin on)
     if self.preprocess:
-        img = preprocess(img, crop=self.crop)
+        img = preprocess(img, crop=self.crop)  # reads the view in place, whatever its strides
+    else:
+        img = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
     pose = self.poses[idx]
     if self.batchless:
         return img[None], pose
