@@ -58,20 +58,20 @@ def render(
         path, real = real_or_synthetic_file(verbose=False)
         print(f"Using the {'real DeepFluoro' if real else 'synthetic DeepFluoro-format'} file {display_path(path)}"
               + ("" if real else " (the real file is not in the data home; `diffdrr-data download deepfluoro` fetches it)"))
-        source = (f"real DeepFluoro file, subject {subject}" if real
-                  else f"SYNTHETIC phantom (not patient data), {path.name}, subject {subject}")
+        source = "real DeepFluoro file" if real else f"SYNTHETIC phantom (not patient data): {path.name}"
     else:
         path, real = Path(file), False
-        source = f"{path.name}, subject {subject}"
+        source = path.name
     with DeepFluoroDataset(subject, filename=path) as ds:
         if not -len(ds) <= view < len(ds):
             raise IndexError(f"--view {view} is out of range for subject {subject} ({len(ds)} views: 0..{len(ds) - 1})")
         view = view % len(ds)
-        if real or file is not None:
-            source += f" ({ds.specimen})"
+        specimen = f" ({ds.specimen})" if real or file is not None else ""  # the synthetic file only borrows the names
         result = compare_to_drr(ds, view, downsample=downsample, device=default_device())
         mrpe = float(result["landmark_error"].nanmean())
-        fig = view_figure(result, f"{source}, view {view}: NCC {result['ncc']:.4f}, mRPE {mrpe:.2e} px (full resolution)")
+        result["title"] = (f"{source}\nsubject {subject}{specimen}, view {view}: NCC {result['ncc']:.4f}, "
+                           f"mRPE {mrpe:.2e} px (full resolution)")
+        fig = view_figure(result, result["title"])
     fig.savefig(out, dpi=100)
     print(f"NCC {result['ncc']:.4f}")
     print(f"mean reprojection error {mrpe:.2e} px (full resolution, {int(result['landmark_error'].isfinite().sum())} landmarks)")

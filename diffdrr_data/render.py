@@ -99,7 +99,7 @@ def view_figure(
     import matplotlib.pyplot as plt
 
     h, w = result["drr"].shape[-2:]
-    fig, axs = plt.subplots(1, 2, figsize=(10, 5.4))
+    fig, axs = plt.subplots(1, 2, figsize=(10, 6), layout="constrained")  # room for a title of two lines
     offset, downsample = torch.tensor(result["margin"], dtype=torch.float64), result["downsample"]
     pixel_mm = float(result["renderer"].detector.delx)  # size of one DRR pixel on the detector
     to_coarse = lambda uv: (uv[0].double() - offset) / downsample  # full-resolution corner convention -> coarse
@@ -114,5 +114,4 @@ def view_figure(
         ax.set_ylabel("row (DRR pixels)")
     axs[1].legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
