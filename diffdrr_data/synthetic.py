@@ -763,7 +763,7 @@ def write_synthetic_deepfluoro(
             for number, specimen in specimens.items():
                 _write_specimen(f.create_group(SPECIMENS[number]), *specimen)
             bar = tqdm(views, total=len(jobs), desc="synthetic views", unit="view", disable=not progress, file=sys.stderr)
-            for (number, view), out in zip(jobs, bar):
+            for out, (number, view) in zip(bar, jobs):  # the bar first: zip then lets it finish (and show n/n)
                 _write_view(f.create_group(f"{SPECIMENS[number]}/projections/{view:03d}"), out, pixel_spacing(size))
     return path
 
