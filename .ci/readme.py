@@ -95,8 +95,8 @@ def check_links() -> int:
     host = re.escape(cfg["DEFAULT"]["doc_host"].rstrip("/"))
     links = re.findall(host + r"[^)\s>`\"]*", readme)
     for link in links:
-        page = link[len(site):].split("#")[0] if link.startswith(site) else None
-        if page is None or (page or "index.html") not in pages | {"index.html"}:
+        page = link[len(site):].split("#")[0] or "index.html"  # the site's root is its index page
+        if not link.startswith(site) or page not in pages:
             bad.append(f"{link}: not a page of the site {site} (pages come from the notebooks under nbs/)")
     paths = sorted(set(re.findall(r"`(nbs/[^`]+)`", readme)))
     bad += [f"`{p}`: no such file in the repository" for p in paths if not (root / p).exists()]
