@@ -270,8 +270,12 @@ def _index(self: DeepFluoroDataset, idx) -> int:
     return int(idx) % n
 
 @patch
+def _view(self: DeepFluoroDataset, idx: int, dataset: str) -> h5py.Dataset:
+    return self._h5()[f"{self.specimen}/projections/{self.view_names[idx]}/{dataset}"]
+
+@patch
 def _read_view(self: DeepFluoroDataset, idx: int, dataset: str) -> np.ndarray:
-    return self._h5()[f"{self.specimen}/projections/{self.view_names[idx]}/{dataset}"][()]
+    return self._view(idx, dataset)[()]
 
 @patch
 def __getitem__(
@@ -280,13 +284,12 @@ def __getitem__(
 ):  # (img (1, 1, H, W) float32, pose RigidTransform); batchless: (img (1, H, W), pose (4, 4))
     "View `idx`: the X-ray (turned upright, preprocessed) and the pelvis's ground-truth DiffDRR pose (`ds.pose(idx)`)."
     idx = self._index(idx)
-    img = self._read_view(idx, "image/pixels")
-    if self.rotate_180[idx]:
-        img = img[::-1, ::-1]  # a NumPy view (no copy, and no parallel torch operation whose threads would spin on)
-    if self.preprocess:
-        img = preprocess(img, crop=self.crop)  # reads the view in place, whatever its strides
+    turn = bool(self.rotate_180[idx])
+    if self.preprocess:  # from the file straight into preprocess's bands, where the view is stored uncompressed
+        img = preprocess(self._view(idx, "image/pixels"), crop=self.crop, rotate_180=turn)
     else:
-        img = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+        img = self._read_view(idx, "image/pixels")
+        img = torch.from_numpy(np.ascontiguousarray(img[::-1, ::-1] if turn else img, dtype=np.float32))
     pose = self.poses[idx]
     if self.batchless:
         return img[None], pose

@@ -6,15 +6,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
+from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['SPECIMENS', 'LABELS', 'LANDMARK_NAMES', 'N_PROJECTIONS', 'REAL_FILENAME', 'INITIAL_ENERGY', 'COLLIMATOR_BORDER',
            'check_subject', 'collimator_border', 'DeepFluoroFormatError', 'open_h5', 'read_array', 'require_group',
-           'is_rigid', 'check_layout']
+           'is_rigid', 'check_layout', 'uncompressed_copy']
 
 # %% ../nbs/api/01_layout.ipynb #be618c2c
 SPECIMENS = {
@@ -235,3 +238,50 @@ def check_layout(
             filename, "", f"expected {n_projections} projections in all, found {sum(counts.values())} ({counts})"
         )
     return counts
+
+# %% ../nbs/api/01_layout.ipynb #f3942e81
+def uncompressed_copy(
+    src: str | os.PathLike,  # a DeepFluoro-format HDF5 file, opened read-only and never changed
+    dst: str | os.PathLike,  # the copy to write
+    overwrite: bool = False,  # replace `dst` if it exists
+    progress: bool = True,  # show a progress bar over the bytes copied (on stderr)
+) -> Path:  # `dst`
+    "Copy `src` with every dataset stored contiguously and uncompressed: same groups, datasets, values, types, attributes."
+    src, dst = Path(src).expanduser(), Path(dst).expanduser()
+    with open_h5(src) as fin:
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise ValueError(f"the copy must go to another file than its source {src}")
+        if dst.exists() and not overwrite:
+            raise FileExistsError(f"{dst} exists; pass overwrite=True to replace it")
+        if not dst.parent.is_dir():
+            raise FileNotFoundError(f"no such folder for the copy: {dst.parent}")
+        names = []  # every group and dataset, each group before its members
+        fin.visititems(lambda name, obj: names.append(name))
+        need = sum(fin[name].nbytes for name in names if isinstance(fin[name], h5py.Dataset))
+        free = shutil.disk_usage(dst.parent).free
+        if need > free:
+            raise OSError(f"{dst.parent} has {free / 2**30:.2f} GiB free, the uncompressed copy needs {need / 2**30:.2f} GiB")
+        fd, partial = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".partial")
+        os.close(fd)
+        try:
+            with h5py.File(partial, "w") as fout, tqdm(total=need, unit="B", unit_scale=True, disable=not progress,
+                                                        desc=f"uncompressed copy of {src.name}") as bar:
+                _copy_attrs(fin, fout)
+                for name in names:
+                    obj = fin[name]
+                    if isinstance(obj, h5py.Group):
+                        _copy_attrs(obj, fout.require_group(name))
+                    else:
+                        _copy_attrs(obj, fout.create_dataset(name, data=obj[()], dtype=obj.dtype))
+                        bar.update(obj.nbytes)
+            os.replace(partial, dst)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+    return dst
+
+
+def _copy_attrs(source, target):
+    "Copy the attributes of an HDF5 object onto another, with their stored types."
+    for key in source.attrs:
+        target.attrs.create(key, source.attrs[key], dtype=source.attrs.get_id(key).dtype)

@@ -9,6 +9,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import h5py
 import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur, resize
@@ -57,24 +58,74 @@ def _taps(
     np.multiply(x[start : start + n], _W0, out=tmp)
     np.add(out, tmp, out=out)
 
+# %% ../nbs/api/04_preprocess.ipynb #3fd0d138
+def _preadable(
+    dset: h5py.Dataset,  # an open dataset
+) -> bool:  # whether `os.preadv` at the dataset's file offset reads exactly the pixels h5py would return
+    "True for a 2D dataset stored contiguously, fully written, of a native 4- or 8-byte numeric type, in a `sec2` file."
+    dtype = dset.dtype
+    if not (hasattr(os, "preadv") and dset.ndim == 2 and dset.file.driver == "sec2"):
+        return False
+    if dtype.kind not in "fiu" or dtype.itemsize not in (4, 8) or not dtype.isnative:
+        return False
+    dcpl = dset.id.get_create_plist()
+    return (dcpl.get_layout() == h5py.h5d.CONTIGUOUS and dcpl.get_external_count() == 0
+            and dset.id.get_offset() is not None and dset.id.get_storage_size() == dset.size * dtype.itemsize)
+
+# %% ../nbs/api/04_preprocess.ipynb #0e0e21ed
+class _StoredView:
+    "A 2D dataset's pixels, cropped and perhaps turned by 180°, read a band of rows at a time with `os.preadv`."
+
+    def __init__(
+        self,
+        dset: h5py.Dataset,  # (H, W) a dataset for which `_preadable` holds
+        crop: int,  # border to remove (pixels)
+        rotate_180: bool,  # turn the image by 180°
+    ):
+        self.fd, self.offset = dset.file.id.get_vfd_handle(), dset.id.get_offset()  # HDF5's handle and byte offset
+        self.full, self.dtype, self.crop, self.rotate_180 = dset.shape, dset.dtype, crop, rotate_180
+        self.shape = (dset.shape[0] - 2 * crop, dset.shape[1] - 2 * crop)  # the cropped image's
+        self.row_bytes = dset.shape[1] * dset.dtype.itemsize  # one stored row, cropped columns included
+        self.name = f"{dset.file.filename}:{dset.name}"
+
+    def rows(
+        self,
+        a: int,  # first row of the cropped (turned) image
+        b: int,  # end row (exclusive)
+        buf: np.ndarray,  # flat uint8 scratch of at least (b - a) `row_bytes` bytes
+    ) -> np.ndarray:  # (b - a, W - 2 crop) rows a:b of the cropped (turned) image, a view into `buf`
+        first = self.full[0] - self.crop - b if self.rotate_180 else self.crop + a  # the first of them in the file
+        raw, start, done = buf[: (b - a) * self.row_bytes], self.offset + first * self.row_bytes, 0
+        while done < raw.nbytes:  # a regular file gives everything in one read, short of its end
+            got = os.preadv(self.fd, [raw[done:]], start + done)
+            if got == 0:
+                raise OSError(f"{self.name}: the file ends at byte {start + done}, before the {raw.nbytes} bytes of "
+                              f"rows {first}..{first + b - a - 1} that HDF5 places at byte {start}: it is truncated or "
+                              f"was changed after it was opened")
+            done += got
+        W, c = self.full[1], self.crop
+        rows = raw.view(self.dtype).reshape(b - a, W)[:, c : W - c]
+        return rows[::-1, ::-1] if self.rotate_180 else rows
+
 # %% ../nbs/api/04_preprocess.ipynb #d71e2c22
 def _band(
-    img: np.ndarray,  # (H, W) one cropped raw image, any dtype and strides
+    img: np.ndarray | _StoredView,  # (H, W) one cropped raw image: an array of any dtype and strides, or a stored view
     out: np.ndarray,  # (H, W) float32 output image
     r0: int,  # first row of the band
     r1: int,  # end of the band (exclusive)
     lo: float,  # clamp bounds (intensity)
     hi: float,
     log_i0: np.float32,  # log I0
-    scratch: list,  # three flat float32 buffers of at least (r1 - r0 + 4) (W + 4) elements
+    scratch: list,  # three flat float32 buffers of at least (r1 - r0 + 4) (W + 4) elements, and a flat uint8 one for a stored view's rows
 ):
     "Rows `r0:r1` of `out` = log I0 - log blur(clamp(`img`)), the blur reading 2 rows beyond the band on each side."
     H, W = img.shape
     Wp, n = W + 4, r1 - r0  # rows padded by 2 mirrored columns on each side
-    pad, v, tmp = scratch
+    pad, v, tmp, raw = scratch
     p = pad[: (n + 4) * Wp].reshape(n + 4, Wp)  # row k holds image row r0 - 2 + k
     a, b = max(r0 - 2, 0), min(r1 + 2, H)
-    np.clip(img[a:b], lo, hi, out=p[a - r0 + 2 : b - r0 + 2, 2 : W + 2])  # cast and clamp: the one read of img
+    rows = img.rows(a, b, raw) if isinstance(img, _StoredView) else img[a:b]  # a view: of the array, or of raw
+    np.clip(rows, lo, hi, out=p[a - r0 + 2 : b - r0 + 2, 2 : W + 2])  # cast and clamp: the one read of img
     for i in [*range(r0 - 2, a), *range(b, r1 + 2)]:  # rows beyond the image's edge mirror rows inside it
         p[i - r0 + 2, 2 : W + 2] = p[(-i if i < 0 else 2 * H - 2 - i) - r0 + 2, 2 : W + 2]
     p[:, [0, 1, W + 2, W + 3]] = p[:, [4, 3, W, W - 1]]
@@ -115,7 +166,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 def _blur_log(
-    images: list,  # (H, W) cropped raw images, any dtype and strides
+    images: list,  # (H, W) cropped raw images: arrays of any dtype and strides, or stored views
     out: np.ndarray,  # (len(images), H, W) float32 output
     lo: float,  # clamp bounds (intensity)
     hi: float,
@@ -126,9 +177,10 @@ def _blur_log(
     H, W = out.shape[-2:]
     rows = max(1, _BAND_ELEMENTS // (W + 4))
     bands = [(m, r0, min(r0 + rows, H)) for m in range(len(images)) for r0 in range(0, H, rows)]
+    raw_bytes = max([(rows + 4) * im.row_bytes for im in images if isinstance(im, _StoredView)], default=0)
 
     def work(share: list):
-        scratch = [np.empty((rows + 4) * (W + 4), np.float32) for _ in range(3)]
+        scratch = [np.empty((rows + 4) * (W + 4), np.float32) for _ in range(3)] + [np.empty(raw_bytes, np.uint8)]
         for m, r0, r1 in share:
             _band(images[m], out[m], r0, r1, lo, hi, log_i0, scratch)
 
@@ -141,13 +193,14 @@ def _blur_log(
 
 # %% ../nbs/api/04_preprocess.ipynb #0f8aacfd
 def preprocess(
-    img: torch.Tensor | np.ndarray,  # (..., H, W) raw X-ray(s), exponentiated (intensity) form
+    img: torch.Tensor | np.ndarray | h5py.Dataset,  # (..., H, W) raw X-ray(s), exponentiated (intensity) form
     initial_energy: torch.Tensor = torch.tensor(INITIAL_ENERGY),  # I0, the unattenuated intensity
     crop: int | None = None,  # border to remove (pixels); default: `collimator_border(W)`
     threads: int | None = None,  # CPU threads; default: `preprocess_threads()` (1 in a DataLoader worker)
+    rotate_180: bool = False,  # turn the image(s) by 180° first (DeepFluoro's views stored upside down)
 ) -> torch.Tensor:  # (..., H - 2 crop, W - 2 crop) float32 line integrals log I0 - log I
     "Convert X-ray fluoroscopy from the exponentiated form to the linear form."
-    img = img if isinstance(img, np.ndarray) else torch.as_tensor(img)
+    img = img if isinstance(img, (np.ndarray, h5py.Dataset)) else torch.as_tensor(img)
     if img.ndim < 2:
         raise ValueError(f"preprocess expects images of shape (..., H, W), got shape {tuple(img.shape)}")
     initial_energy = torch.as_tensor(initial_energy, dtype=torch.float32)
@@ -158,18 +211,22 @@ def preprocess(
     if crop < 0 or 2 * crop >= min(H, W):
         raise ValueError(f"crop={crop} does not fit an image of {H} x {W} pixels")
     threads = preprocess_threads(threads)
+    if isinstance(img, h5py.Dataset):
+        img = _StoredView(img, crop, rotate_180) if _preadable(img) and min(H, W) - 2 * crop >= 5 else img[()]
     if isinstance(img, torch.Tensor):
         if img.requires_grad or img.device.type != "cpu":
-            return _preprocess_torch(img, initial_energy, crop)
+            return _preprocess_torch(img.flip((-2, -1)) if rotate_180 else img, initial_energy, crop)
         img = img.numpy() if img.dtype in _NUMPY_DTYPES else img.to(torch.float32).numpy()
-    if img.dtype.kind not in "fiu" or img.dtype.itemsize < 4:  # e.g. float16: bounds and blur in float32
-        img = img.astype(np.float32)
-    img = img[..., crop : H - crop, crop : W - crop]
+    if isinstance(img, np.ndarray):
+        if img.dtype.kind not in "fiu" or img.dtype.itemsize < 4:  # e.g. float16: bounds and blur in float32
+            img = img.astype(np.float32)
+        img = img[..., ::-1, ::-1] if rotate_180 else img  # a view
+        img = img[..., crop : H - crop, crop : W - crop]
     out = np.empty(img.shape, np.float32)
     i0 = float(initial_energy.max())
     log_i0 = np.float32(initial_energy.log()) if initial_energy.numel() == 1 else np.float32(0)
     if min(img.shape[-2:]) >= 5:
-        images = [img[idx] for idx in np.ndindex(img.shape[:-2])]
+        images = [img] if isinstance(img, _StoredView) else [img[idx] for idx in np.ndindex(img.shape[:-2])]
         _blur_log(images, out.reshape(-1, *out.shape[-2:]), 1e-6 * i0, 1e6 * i0, log_i0, threads)
     else:  # too small to blur
         np.log(np.clip(img, 1e-6 * i0, 1e6 * i0, out=out), out=out)
