@@ -262,11 +262,14 @@ class Child:
         finally:
             os.close(fd)
 
-    def preprocess_only(self, variant: str, threads: int | None) -> list:
+    def preprocess_only(self, variant: str, threads: int | None, stored: bool = False) -> list:
+        "`preprocess` of each view: read beforehand (a tensor), or `stored`: given the h5py dataset, which it reads."
         import torch
         from diffdrr_data.preprocess import preprocess
 
         f = self.h5(variant)
+        if stored:
+            return [timed(lambda: preprocess(f[view_path(i)], threads=threads)) for i in range(self.views)]
         raws = [torch.from_numpy(f[view_path(i)][()]) for i in range(self.views)]
         return [timed(lambda: preprocess(raw, threads=threads)) for raw in raws]
 
@@ -480,6 +483,8 @@ def measure(procs: dict, files: dict, repeats: int, epochs: int, epoch_views: in
                 add("getitem_raw_s", variant, name, procs[name]("getitem", variant=variant, preprocess=False))
             add("preprocess_only_s", variant, "1 thread", ours("preprocess_only", variant=variant, threads=1))
             add("preprocess_only_s", variant, "default threads", ours("preprocess_only", variant=variant, threads=None))
+            add("preprocess_only_s", variant, "default threads, reading the h5py dataset itself",
+                ours("preprocess_only", variant=variant, threads=None, stored=True))
             for threads in (1, 2):
                 decoded = ours("floor_threaded_decode", variant=variant, threads=threads)
                 if decoded:

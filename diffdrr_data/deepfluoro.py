@@ -129,7 +129,7 @@ class DeepFluoroDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"No such DeepFluoro file: {self.filename}")
         self.specimen = SPECIMENS[self.id_number]
         check_layout(self.filename, specimens=[self.specimen])
-        self._file, self._pid = None, None
+        self._file, self._pid, self._views = None, None, {}
         with open_h5(self.filename) as f:
             self._read_metadata(f)
             self.labels = _validate_labels(labels, self.label_def)
@@ -249,7 +249,7 @@ def _compute_poses(self: DeepFluoroDataset):
 @patch
 def _h5(self: DeepFluoroDataset) -> h5py.File:
     if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
-        self._file, self._pid = open_h5(self.filename), os.getpid()
+        self._file, self._pid, self._views = open_h5(self.filename), os.getpid(), {}
     return self._file
 
 
@@ -271,7 +271,10 @@ def _index(self: DeepFluoroDataset, idx) -> int:
 
 @patch
 def _view(self: DeepFluoroDataset, idx: int, dataset: str) -> h5py.Dataset:
-    return self._h5()[f"{self.specimen}/projections/{self.view_names[idx]}/{dataset}"]
+    f = self._h5()  # a newly opened file comes with an empty `_views`
+    if (idx, dataset) not in self._views:  # h5py looks a path up in tens of microseconds: once per view and process
+        self._views[idx, dataset] = f[f"{self.specimen}/projections/{self.view_names[idx]}/{dataset}"]
+    return self._views[idx, dataset]
 
 @patch
 def _read_view(self: DeepFluoroDataset, idx: int, dataset: str) -> np.ndarray:
@@ -309,7 +312,7 @@ def close(self: DeepFluoroDataset):
             self._file.close()
         except Exception:
             pass
-    self._file, self._pid = None, None
+    self._file, self._pid, self._views = None, None, {}
 
 @patch
 def __enter__(self: DeepFluoroDataset):
@@ -329,7 +332,7 @@ def __del__(self: DeepFluoroDataset):
 @patch
 def __getstate__(self: DeepFluoroDataset):
     state = self.__dict__.copy()
-    state["_file"], state["_pid"] = None, None  # h5py handles cannot be pickled; each process opens its own
+    state["_file"], state["_pid"], state["_views"] = None, None, {}  # h5py handles cannot be pickled; each process opens its own
     state["_subject"] = None  # nor is the CT: workers read X-rays and poses; `subject` rebuilds it on first use
     return state
 

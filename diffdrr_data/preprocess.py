@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 
 import h5py
@@ -59,18 +60,18 @@ def _taps(
     np.add(out, tmp, out=out)
 
 # %% ../nbs/api/04_preprocess.ipynb #3fd0d138
-def _preadable(
+def _stored_offset(
     dset: h5py.Dataset,  # an open dataset
-) -> bool:  # whether `os.preadv` at the dataset's file offset reads exactly the pixels h5py would return
-    "True for a 2D dataset stored contiguously, fully written, of a native 4- or 8-byte numeric type, in a `sec2` file."
+) -> int | None:  # the byte offset of its pixels in the file, where `os.preadv` reads exactly what h5py would; else None
+    "The file offset of a 2D dataset stored contiguously, fully written, of a native 4- or 8-byte numeric type, in a `sec2` file."
     dtype = dset.dtype
-    if not (hasattr(os, "preadv") and dset.ndim == 2 and dset.file.driver == "sec2"):
-        return False
-    if dtype.kind not in "fiu" or dtype.itemsize not in (4, 8) or not dtype.isnative:
-        return False
+    if not (hasattr(os, "preadv") and dset.ndim == 2 and dtype.kind in "fiu" and dtype.itemsize in (4, 8) and dtype.isnative):
+        return None
     dcpl = dset.id.get_create_plist()
-    return (dcpl.get_layout() == h5py.h5d.CONTIGUOUS and dcpl.get_external_count() == 0
-            and dset.id.get_offset() is not None and dset.id.get_storage_size() == dset.size * dtype.itemsize)
+    if dcpl.get_layout() != h5py.h5d.CONTIGUOUS or dcpl.get_external_count() or dset.file.driver != "sec2":
+        return None
+    offset = dset.id.get_offset()
+    return offset if offset is not None and dset.id.get_storage_size() == dset.size * dtype.itemsize else None
 
 # %% ../nbs/api/04_preprocess.ipynb #0e0e21ed
 class _StoredView:
@@ -78,15 +79,15 @@ class _StoredView:
 
     def __init__(
         self,
-        dset: h5py.Dataset,  # (H, W) a dataset for which `_preadable` holds
+        dset: h5py.Dataset,  # (H, W) the dataset
+        offset: int,  # its pixels' byte offset in the file (`_stored_offset`)
         crop: int,  # border to remove (pixels)
         rotate_180: bool,  # turn the image by 180°
     ):
-        self.fd, self.offset = dset.file.id.get_vfd_handle(), dset.id.get_offset()  # HDF5's handle and byte offset
-        self.full, self.dtype, self.crop, self.rotate_180 = dset.shape, dset.dtype, crop, rotate_180
-        self.shape = (dset.shape[0] - 2 * crop, dset.shape[1] - 2 * crop)  # the cropped image's
-        self.row_bytes = dset.shape[1] * dset.dtype.itemsize  # one stored row, cropped columns included
-        self.name = f"{dset.file.filename}:{dset.name}"
+        self.dset, self.fd, self.offset = dset, dset.file.id.get_vfd_handle(), offset  # HDF5's own file handle
+        (H, W), self.dtype, self.crop, self.rotate_180 = dset.shape, dset.dtype, crop, rotate_180
+        self.full, self.shape = (H, W), (H - 2 * crop, W - 2 * crop)  # the stored image's, the cropped image's
+        self.row_bytes = W * self.dtype.itemsize  # one stored row, cropped columns included
 
     def rows(
         self,
@@ -99,7 +100,7 @@ class _StoredView:
         while done < raw.nbytes:  # a regular file gives everything in one read, short of its end
             got = os.preadv(self.fd, [raw[done:]], start + done)
             if got == 0:
-                raise OSError(f"{self.name}: the file ends at byte {start + done}, before the {raw.nbytes} bytes of "
+                raise OSError(f"{self.dset.file.filename}:{self.dset.name}: the file ends at byte {start + done}, before the {raw.nbytes} bytes of "
                               f"rows {first}..{first + b - a - 1} that HDF5 places at byte {start}: it is truncated or "
                               f"was changed after it was opened")
             done += got
@@ -151,6 +152,35 @@ def preprocess_threads(
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     return int(threads)
 
+# %% ../nbs/api/04_preprocess.ipynb #e312dd42
+def _current_cpu() -> int | None:
+    "The CPU the calling thread runs on (Linux: field 39 of `/proc/thread-self/stat`), or None where unknown."
+    try:
+        with open("/proc/thread-self/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextmanager
+def _pinned_apart(
+    threads: int,  # threads that will share the work, the caller included
+):  # yields the CPUs for the helper threads, or None to leave them be
+    "For one call, keep the calling thread on its CPU and yield the other CPUs it may use, for the helper threads."
+    allowed = os.sched_getaffinity(0) if threads > 1 and hasattr(os, "sched_setaffinity") else set()
+    cpu = _current_cpu() if len(allowed) > 1 else None
+    try:
+        os.sched_setaffinity(0, {cpu}) if cpu in allowed else None
+    except OSError:  # e.g. the CPU set changed under us: run unpinned
+        cpu = None
+    if cpu not in allowed:
+        yield None
+        return
+    try:
+        yield allowed - {cpu}
+    finally:
+        os.sched_setaffinity(0, allowed)
+
 # %% ../nbs/api/04_preprocess.ipynb #fe1025bf
 _BAND_ELEMENTS = 1 << 18  # elements of a band's buffers (1 MB of float32): fewer, longer NumPy calls per thread
 _pool = dict(pid=None, executor=None, size=0)
@@ -179,17 +209,20 @@ def _blur_log(
     bands = [(m, r0, min(r0 + rows, H)) for m in range(len(images)) for r0 in range(0, H, rows)]
     raw_bytes = max([(rows + 4) * im.row_bytes for im in images if isinstance(im, _StoredView)], default=0)
 
-    def work(share: list):
+    def work(share: list, cpus: set | None = None):
+        if cpus:  # a helper thread: onto the CPUs the caller left free
+            os.sched_setaffinity(0, cpus)
         scratch = [np.empty((rows + 4) * (W + 4), np.float32) for _ in range(3)] + [np.empty(raw_bytes, np.uint8)]
         for m, r0, r1 in share:
             _band(images[m], out[m], r0, r1, lo, hi, log_i0, scratch)
 
     threads = max(1, min(threads, len(bands), out.size >> 17))
     shares = [bands[k * len(bands) // threads : (k + 1) * len(bands) // threads] for k in range(threads)]
-    futures = [_executor(threads - 1).submit(work, s) for s in shares[1:]] if threads > 1 else []
-    work(shares[0])
-    for f in futures:
-        f.result()
+    with _pinned_apart(threads) as cpus:
+        futures = [_executor(threads - 1).submit(work, s, cpus) for s in shares[1:]] if threads > 1 else []
+        work(shares[0])
+        for f in futures:
+            f.result()
 
 # %% ../nbs/api/04_preprocess.ipynb #0f8aacfd
 def preprocess(
@@ -204,7 +237,8 @@ def preprocess(
     if img.ndim < 2:
         raise ValueError(f"preprocess expects images of shape (..., H, W), got shape {tuple(img.shape)}")
     initial_energy = torch.as_tensor(initial_energy, dtype=torch.float32)
-    if not (torch.isfinite(initial_energy).all() and (initial_energy > 0).all()):
+    energies = initial_energy.detach().cpu().numpy()  # the checks in NumPy: a few microseconds, not torch's tens
+    if not (np.isfinite(energies).all() and (energies > 0).all()):
         raise ValueError(f"initial_energy must be positive and finite, got {initial_energy}")
     H, W = img.shape[-2:]
     crop = collimator_border(W) if crop is None else int(crop)
@@ -212,7 +246,8 @@ def preprocess(
         raise ValueError(f"crop={crop} does not fit an image of {H} x {W} pixels")
     threads = preprocess_threads(threads)
     if isinstance(img, h5py.Dataset):
-        img = _StoredView(img, crop, rotate_180) if _preadable(img) and min(H, W) - 2 * crop >= 5 else img[()]
+        offset = _stored_offset(img) if min(H, W) - 2 * crop >= 5 else None
+        img = img[()] if offset is None else _StoredView(img, offset, crop, rotate_180)
     if isinstance(img, torch.Tensor):
         if img.requires_grad or img.device.type != "cpu":
             return _preprocess_torch(img.flip((-2, -1)) if rotate_180 else img, initial_energy, crop)
@@ -223,7 +258,7 @@ def preprocess(
         img = img[..., ::-1, ::-1] if rotate_180 else img  # a view
         img = img[..., crop : H - crop, crop : W - crop]
     out = np.empty(img.shape, np.float32)
-    i0 = float(initial_energy.max())
+    i0 = float(energies.max())
     log_i0 = np.float32(initial_energy.log()) if initial_energy.numel() == 1 else np.float32(0)
     if min(img.shape[-2:]) >= 5:
         images = [img] if isinstance(img, _StoredView) else [img[idx] for idx in np.ndindex(img.shape[:-2])]
