@@ -424,7 +424,10 @@ if __name__ == "__main__" and sys.argv[1:2] == [CHILD_FLAG]:
 # --------------------------------------------------------------------------------------------------------------
 def public_path(arg: str) -> str:
     """A command-line argument as the results show it: an absolute path loses the folders of the machine that ran
-    it (relative to the repository if it is inside, else `<...>/` and its last three parts); anything else is kept."""
+    it (relative to the repository if it is inside, else `<...>/` and its last three parts), each of a comma-separated
+    list alike; anything else is kept."""
+    if "," in arg:
+        return ",".join(public_path(part) for part in arg.split(","))
     path = Path(arg)
     if not path.is_absolute():
         return arg
