@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 from tqdm import tqdm
+
+from .data_home import atomic_path
 
 # %% auto #0
 __all__ = ['SPECIMENS', 'LABELS', 'LANDMARK_NAMES', 'N_PROJECTIONS', 'REAL_FILENAME', 'INITIAL_ENERGY', 'COLLIMATOR_BORDER',
@@ -255,29 +256,26 @@ def uncompressed_copy(
             raise FileExistsError(f"{dst} exists; pass overwrite=True to replace it")
         if not dst.parent.is_dir():
             raise FileNotFoundError(f"no such folder for the copy: {dst.parent}")
-        names = []  # every group and dataset, each group before its members
-        fin.visititems(lambda name, obj: names.append(name))
-        need = sum(fin[name].nbytes for name in names if isinstance(fin[name], h5py.Dataset))
+        names, need = [], 0  # every group and dataset, each group before its members; the datasets' bytes
+        def visit(name, obj):
+            nonlocal need
+            names.append(name)
+            need += obj.nbytes if isinstance(obj, h5py.Dataset) else 0
+        fin.visititems(visit)
         free = shutil.disk_usage(dst.parent).free
         if need > free:
             raise OSError(f"{dst.parent} has {free / 2**30:.2f} GiB free, the uncompressed copy needs {need / 2**30:.2f} GiB")
-        fd, partial = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".partial")
-        os.close(fd)
-        try:
-            with h5py.File(partial, "w") as fout, tqdm(total=need, unit="B", unit_scale=True, disable=not progress,
-                                                        desc=f"uncompressed copy of {src.name}") as bar:
-                _copy_attrs(fin, fout)
-                for name in names:
-                    obj = fin[name]
-                    if isinstance(obj, h5py.Group):
-                        _copy_attrs(obj, fout.require_group(name))
-                    else:
-                        _copy_attrs(obj, fout.create_dataset(name, data=obj[()], dtype=obj.dtype))
-                        bar.update(obj.nbytes)
-            os.replace(partial, dst)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        with atomic_path(dst) as partial, h5py.File(partial, "w") as fout, tqdm(
+            total=need, unit="B", unit_scale=True, disable=not progress, desc=f"uncompressed copy of {src.name}"
+        ) as bar:
+            _copy_attrs(fin, fout)
+            for name in names:
+                obj = fin[name]
+                if isinstance(obj, h5py.Group):
+                    _copy_attrs(obj, fout.require_group(name))
+                else:
+                    _copy_attrs(obj, fout.create_dataset(name, data=obj[()], dtype=obj.dtype))
+                    bar.update(obj.nbytes)
     return dst
 
 

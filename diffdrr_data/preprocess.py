@@ -169,10 +169,11 @@ def _pinned_apart(
     "For one call, keep the calling thread on its CPU and yield the other CPUs it may use, for the helper threads."
     allowed = os.sched_getaffinity(0) if threads > 1 and hasattr(os, "sched_setaffinity") else set()
     cpu = _current_cpu() if len(allowed) > 1 else None
-    try:
-        os.sched_setaffinity(0, {cpu}) if cpu in allowed else None
-    except OSError:  # e.g. the CPU set changed under us: run unpinned
-        cpu = None
+    if cpu in allowed:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:  # e.g. the CPU set changed under us: run unpinned
+            cpu = None
     if cpu not in allowed:
         yield None
         return
