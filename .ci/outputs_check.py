@@ -1,73 +1,63 @@
 #!/usr/bin/env python
-"""Saved notebook outputs, and the committed benchmark results, must not carry paths of the machine that ran them.
-
-Looks at every notebook under nbs/ (recursively; folders starting with `.` or `_` are skipped) and at the
-outputs a reader sees: `stream` text, and the `text/plain`, `text/html` and `text/markdown` data of
-`execute_result` / `display_data` outputs, plus error tracebacks. Any absolute path of a developer's machine
-(`/work/`, `/tmp/`, `/home/`, `/root/`, `/Users/`, `/private/var`, `C:\\`) is reported with the notebook, the
-cell number and the matching line. The committed benchmark results (`benchmarks/results/*.md`, `*.json`) are
-read line by line the same way. Print paths relative to the data home, or with `~`, instead.
-
-Exits 1 if any was found, printing one line per hit (`nbs/api/06_download.ipynb cell 12: ...`).
+"""The saved outputs are the documentation pages: what every notebook holds (the docs check applies it to each page).
+usage: python .ci/outputs_check.py [NOTEBOOK ...]    (default: every notebook under nbs/, and benchmarks/results/)
+- No path of the machine that ran it (`/work/`, `/tmp/`, `/home/`, ...): print paths relative to the data home, or `~`.
+- No error output (an `error` output, or a Traceback on stderr).
+- A code cell that draws holds its figure: one that calls, outside any def or class, `plot_drr`, `.imshow`, `.show`
+  (matplotlib, a PyVista plotter), `.screenshot`, `.subplots` or `.figure` must have an image output. `#| eval: false`
+  cells never run; a cell that draws nothing on purpose says why in a comment: `# draws nothing: <why>`.
 """
-from __future__ import annotations
-
-import json
-import re
-import sys
+import ast, json, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NBS = ROOT / "nbs"
-RESULTS = ROOT / "benchmarks" / "results"
 MACHINE_PATH = re.compile(r"(?<![\w.])(/work/|/tmp/|/home/|/root/|/Users/|/private/var|[A-Z]:\\\\)")
-MIMES = ("text/plain", "text/html", "text/markdown")
+TEXT = ("text/plain", "text/html", "text/markdown")
+DRAWS = {"plot_drr", "imshow", "show", "screenshot", "subplots", "figure"}
 
+def notebooks() -> list[Path]:  # those nbdev sees: not in folders, nor files, starting with `.` or `_`
+    nbs = ROOT / "nbs"
+    return sorted(p for p in nbs.rglob("*.ipynb") if not any(q.startswith((".", "_")) for q in p.relative_to(nbs).parts))
 
-def texts(out: dict):
-    "The text a reader sees in one output."
-    if out.get("output_type") == "stream":
-        yield "".join(out.get("text", ""))
-    elif out.get("output_type") == "error":
-        yield from out.get("traceback", [])
-    for mime in MIMES:
-        value = out.get("data", {}).get(mime)
-        if value:
-            yield "".join(value)
+def drawing_line(src: str) -> str | None:
+    "The line of the first drawing call outside any def or class, if the cell has one."
+    lines = ["\n" if l.lstrip().startswith(("%", "!")) else l for l in src.splitlines(True)]  # magics are not Python
+    try:
+        todo = list(ast.parse("".join(lines)).body)
+    except SyntaxError:
+        return None
+    for node in todo:  # grows as it goes: every node of the cell, except the bodies of defs, classes and lambdas
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        f = getattr(node, "func", None)
+        if isinstance(node, ast.Call) and (getattr(f, "attr", None) or getattr(f, "id", None)) in DRAWS:
+            return lines[node.lineno - 1].strip()
+        todo += ast.iter_child_nodes(node)
+    return None
 
+def problems(nb: Path):
+    for k, cell in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]):
+        outs, src = cell.get("outputs", []), "".join(cell.get("source", ""))
+        for out in outs:
+            if out.get("output_type") == "error":
+                yield f"cell {k}: error output {out.get('ename')}: {out.get('evalue', '')[:80]}"
+            if out.get("name") == "stderr" and "Traceback" in "".join(out.get("text", "")):
+                yield f"cell {k}: a Traceback on stderr"
+            seen = [out.get("text", ""), out.get("traceback", [])] + [out.get("data", {}).get(m, "") for m in TEXT]  # by a reader
+            yield from (f"cell {k}: machine path: {l.strip()[:160]}" for t in seen for l in "".join(t).splitlines() if MACHINE_PATH.search(l))
+        line = drawing_line(src) if cell["cell_type"] == "code" else None
+        if line and not re.search(r"^#\| *eval: *false|# draws nothing:", src, re.M | re.I) and \
+                not any(m.startswith("image/") for out in outs for m in out.get("data", {})):
+            yield f"cell {k}: draws (`{line[:50]}`) but has no image output (run it, save the notebook)"
 
-def hits(nb_path: Path) -> list[str]:
-    nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    found = []
-    for k, cell in enumerate(nb.get("cells", [])):
-        for out in cell.get("outputs", []):
-            for text in texts(out):
-                for line in text.splitlines():
-                    if MACHINE_PATH.search(line):
-                        found.append(f"cell {k}: {line.strip()[:160]}")
-    return found
-
-
-def notebooks() -> list[Path]:
-    return sorted(p for p in NBS.rglob("*.ipynb") if not any(q.startswith((".", "_")) for q in p.relative_to(NBS).parts))
-
-
-def result_hits(path: Path) -> list[str]:
-    "Lines of a committed result file that carry a machine path."
-    return [f"line {k}: {line.strip()[:160]}" for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-            if MACHINE_PATH.search(line)]
-
-
-def main() -> int:
-    nbs, bad = notebooks(), 0
-    results = sorted(p for ext in ("md", "json") for p in RESULTS.glob(f"*.{ext}"))
-    for path, found in [(nb, hits(nb)) for nb in nbs] + [(r, result_hits(r)) for r in results]:
-        for hit in found:
-            bad += 1
-            print(f"{path.relative_to(ROOT)} {hit}")
-    print(f"{len(nbs)} notebooks and {len(results)} benchmark result files, {bad} lines with a machine path")
+def main(paths: list[str]) -> int:
+    nbs = [Path(p).resolve() for p in paths] or notebooks()
+    results = [] if paths else sorted(p for p in (ROOT / "benchmarks" / "results").glob("*") if p.suffix in (".md", ".json"))
+    bad = [f"{nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb} {p}" for nb in nbs for p in problems(nb)]
+    bad += [f"{r.relative_to(ROOT)} line {k}: {l.strip()[:160]}" for r in results
+            for k, l in enumerate(r.read_text(encoding="utf-8").splitlines(), 1) if MACHINE_PATH.search(l)]
+    print("\n".join(bad + [f"{len(nbs)} notebooks, {len(results)} benchmark result files: {len(bad)} problems"]))
     return 1 if bad else 0
 
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

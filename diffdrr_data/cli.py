@@ -5,14 +5,15 @@
 # %% ../nbs/api/11_cli.ipynb #4ca4a7ec
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import sys
 import tempfile
-from inspect import signature
+from inspect import Parameter, signature
 from pathlib import Path
 
-import matplotlib
-from fastcore.script import anno_parser
+from fastcore.docments import docments
 
 # %% auto #0
 __all__ = ['DATASETS', 'COMMANDS', 'render', 'download', 'info', 'uncompress', 'evaluate', 'main']
@@ -34,6 +35,56 @@ def _writable_output(
         raise PermissionError(f"--out {out}: cannot write to {out.parent} ({e.strerror or e})") from None
     return out
 
+# %% ../nbs/api/11_cli.ipynb #8347602d
+def _shell_path(
+    path: str | os.PathLike,  # any path
+) -> str:  # `$DIFFDRR_DATA_HOME/...`, `~/...` or the full path
+    "`path` as a user can type it in a shell: relative to `$DIFFDRR_DATA_HOME` when that is set, else to `~`."
+    from diffdrr_data.data_home import DATA_HOME_ENV, data_home
+
+    path = Path(path).expanduser().resolve()
+    roots = [(f"${DATA_HOME_ENV}", data_home(create=False))] if os.environ.get(DATA_HOME_ENV, "").strip() else []
+    for name, root in roots + [("~", Path.home().resolve())]:
+        try:
+            return f"{name}/{path.relative_to(root).as_posix()}"
+        except ValueError:
+            continue
+    return str(path)
+
+
+def _deepfluoro_file(
+    file: str | None,  # the `--file` argument
+    command: str = "render",  # the command, for messages
+    no_fallback: str | None = None,  # why `command` must not read the synthetic file instead; None: it does
+) -> tuple[Path, str]:  # (path, where it came from: "--file", "real" or "synthetic")
+    "The DeepFluoro-format file a command reads: `--file`, else the real file in the data home, else the synthetic one (or, with `no_fallback`, an error that says what to do)."
+    from diffdrr_data.data_home import data_home, display_path
+    from diffdrr_data.layout import REAL_FILENAME
+    from diffdrr_data.synthetic import synthetic_deepfluoro, synthetic_folder
+
+    if file is not None:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"--file {file}: no such file")
+        return path, "--file"
+    real = data_home() / REAL_FILENAME
+    if real.is_file():
+        print(f"Using the real DeepFluoro file {display_path(real)}")
+        return real, "real"
+    missing = f"The real DeepFluoro file is not in the data home ({_shell_path(real)})"
+    if no_fallback is None:
+        path = synthetic_deepfluoro()
+        print(f"{missing}: using the synthetic DeepFluoro-format file {_shell_path(path)} (a phantom, not patient data). "
+              "`diffdrr-data download deepfluoro` fetches the real file; --file names another DeepFluoro-format file.")
+        return path, "synthetic"
+    cached = sorted(synthetic_folder().glob("*.h5")) if synthetic_folder().is_dir() else []
+    synthetic = " or ".join(f"--file {_shell_path(p)}" for p in cached) or "`diffdrr-data render` writes it and prints its path"
+    raise FileNotFoundError(
+        f"{missing}, and `diffdrr-data {command}` does not use the synthetic file instead: {no_fallback}. "
+        f"Download the real file with `diffdrr-data download deepfluoro`, or name the file with --file "
+        f"(the synthetic DeepFluoro-format file: {synthetic})."
+    )
+
 # %% ../nbs/api/11_cli.ipynb #ab3cebb6
 def render(
     subject: int = 1,  # subject ID in 1..6
@@ -43,30 +94,27 @@ def render(
     file: str = None,  # a DeepFluoro-format HDF5 file; default: the real file, else the synthetic one
 ):
     "Render a view's DRR from its ground-truth pose beside the X-ray; print NCC and mean reprojection error."
-    matplotlib.use("Agg")
-    from diffdrr_data.data_home import display_path
-    from diffdrr_data.deepfluoro import DeepFluoroDataset
-    from diffdrr_data.download import real_or_synthetic_file
-    from diffdrr_data.layout import check_subject
-    from diffdrr_data.render import compare_to_drr, default_device, view_figure
+    from diffdrr_data.layout import check_subject  # h5py and NumPy: quick
 
-    check_subject(subject, "--subject")  # fail before any file is opened or generated
+    check_subject(subject, "--subject")  # everything that needs no file, before any file is opened or generated
     if downsample < 1:
         raise ValueError(f"--downsample must be a positive integer, got {downsample}")
     out = _writable_output(out)
-    if file is None:
-        path, real = real_or_synthetic_file(verbose=False)
-        print(f"Using the {'real DeepFluoro' if real else 'synthetic DeepFluoro-format'} file {display_path(path)}"
-              + ("" if real else " (the real file is not in the data home; `diffdrr-data download deepfluoro` fetches it)"))
-        source = "real DeepFluoro file" if real else f"SYNTHETIC phantom (not patient data): {path.name}"
-    else:
-        path, real = Path(file), False
-        source = path.name
+    path, kind = _deepfluoro_file(file, "render")
+
+    import matplotlib  # only now the imports that take seconds: PyTorch, DiffDRR, matplotlib
+
+    matplotlib.use("Agg")
+    from diffdrr_data.data_home import display_path
+    from diffdrr_data.deepfluoro import DeepFluoroDataset
+    from diffdrr_data.render import compare_to_drr, default_device, view_figure
+
+    source = {"real": "real DeepFluoro file", "synthetic": f"SYNTHETIC phantom (not patient data): {path.name}"}.get(kind, path.name)
     with DeepFluoroDataset(subject, filename=path) as ds:
         if not -len(ds) <= view < len(ds):
             raise IndexError(f"--view {view} is out of range for subject {subject} ({len(ds)} views: 0..{len(ds) - 1})")
         view = view % len(ds)
-        specimen = f" ({ds.specimen})" if real or file is not None else ""  # the synthetic file only borrows the names
+        specimen = "" if kind == "synthetic" else f" ({ds.specimen})"  # the synthetic file only borrows the names
         result = compare_to_drr(ds, view, downsample=downsample, device=default_device())
         mrpe = float(result["landmark_error"].nanmean())
         result["title"] = (f"{source}\nsubject {subject}{specimen}, view {view}: NCC {result['ncc']:.4f}, "
@@ -87,10 +135,10 @@ def download(
     url: str = None,  # mirror URL of the archive (default: the Johns Hopkins archive, or $DIFFDRR_DATA_DEEPFLUORO_URL)
 ):
     "Download, verify and install a dataset in the data home."
-    from diffdrr_data.download import download_deepfluoro
-
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
+    from diffdrr_data.download import download_deepfluoro
+
     path = download_deepfluoro(url=url)
     print(f"installed {path}")
     return path
@@ -110,13 +158,12 @@ def uncompress(
 ):
     "Write a copy of a DeepFluoro file with its datasets uncompressed, which the loader reads several times faster."
     from diffdrr_data.data_home import display_path
-    from diffdrr_data.download import deepfluoro_path
     from diffdrr_data.layout import uncompressed_copy
 
-    source = deepfluoro_path(download=False) if file is None else Path(file).expanduser()
-    out = source.with_name(f"{source.stem}_uncompressed.h5") if out is None else Path(out).expanduser()
-    if out.suffix.lower() not in (".h5", ".hdf5"):
+    if out is not None and Path(out).suffix.lower() not in (".h5", ".hdf5"):
         raise ValueError(f"--out must name a .h5 file, got {out}")
+    source, _ = _deepfluoro_file(file, "uncompress", no_fallback="it writes a copy beside its source, so the source must be the file you mean")
+    out = source.with_name(f"{source.stem}_uncompressed.h5") if out is None else Path(out).expanduser()
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {display_path(out)} exists; add --overwrite to replace it")
     path = uncompressed_copy(source, out, overwrite=overwrite)
@@ -132,18 +179,23 @@ def _format_table(table) -> str:
 
 
 def evaluate(
-    predictions: str,  # predictions file (.csv or .json): subject, view, structure, [trial,] 4x4 camera-to-world matrix
-    file: str = None,  # the DeepFluoro-format HDF5 file the predictions are for; default: the real file in the data home
+    predictions: str,  # predictions file, .csv or .json, a row per estimated pose: subject, view, structure, [trial], m00..m33
+    file: str = None,  # the DeepFluoro-format HDF5 file the predictions were made on; default: the real file in the data home
     out: str = None,  # also write the per-view table to this CSV file, and the summary beside it as <name>-summary.csv
 ):
     "Score estimated poses against the ground truth: mTRE, mPE, mPD, mRPD and dGeo per view, and a summary."
-    from diffdrr_data.download import deepfluoro_path
+    predictions = Path(predictions).expanduser()
+    if not predictions.is_file():
+        raise FileNotFoundError(f"No such predictions file: {predictions}")
+    if predictions.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"a predictions file must end in .csv or .json, got {predictions.name}")
+    out = None if out is None else _writable_output(out, ".csv")
+    path, _ = _deepfluoro_file(file, "evaluate", no_fallback="scores only mean something against the file the predictions were made on")
+
     from diffdrr_data.registration import evaluate_predictions, read_predictions
 
-    out = None if out is None else _writable_output(out, ".csv")
     table = read_predictions(predictions)  # a bad row fails here, before the DeepFluoro file is opened
-    path = deepfluoro_path(download=False) if file is None else Path(file)
-    print(f"{len(table)} predictions from {Path(predictions).name}, scored against {path.name}\n")
+    print(f"{len(table)} predictions from {predictions.name}, scored against {path.name}\n")
     per_view, summary = evaluate_predictions(table, filename=path)
     print(_format_table(per_view.set_index("row")) + "\n")
     print(_format_table(summary.astype(object).T))
@@ -154,8 +206,46 @@ def evaluate(
         print(f"\nwrote {out.name} and {summary_out.name}")
     return per_view, summary
 
+
+_EPILOGS = dict(  # command -> text `--help` shows after the options
+    evaluate="""\
+The predictions file: one row per estimated pose. A CSV starts with the line
+  subject,view,structure,trial,m00,m01,m02,m03,m10,m11,m12,m13,m20,m21,m22,m23,m30,m31,m32,m33
+(trial is optional, default 0); each row holds the subject (1..6), the view index, the structure (pelvis,
+left-femur or right-femur) and the 4 x 4 camera-to-world matrix row by row, in DiffDRR's convention (the poses
+DeepFluoroDataset returns). JSON: a list of objects with the same keys, the matrix as "matrix": a 4 x 4 nested list.
+diffdrr_data.registration.write_predictions writes either.""",
+)
+
 # %% ../nbs/api/11_cli.ipynb #f4cbf638
 COMMANDS = dict(render=render, evaluate=evaluate, download=download, uncompress=uncompress, info=info)  # subcommand -> function
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    "argparse's help across the terminal (120 columns where there is none), the epilog's lines kept as written."
+
+    def __init__(self, prog):
+        width = shutil.get_terminal_size((120, 30)).columns
+        super().__init__(prog, max_help_position=width // 2, width=width)
+
+
+def _parser(
+    fn,  # a command: a function whose parameters carry docments
+    prog: str,  # the name in the usage line, `diffdrr-data COMMAND`
+) -> argparse.ArgumentParser:
+    "`fn`'s parser: a positional argument per parameter without a default, `--name` for the others, the docments as help."
+    p = argparse.ArgumentParser(prog=prog, description=fn.__doc__, epilog=_EPILOGS.get(fn.__name__), formatter_class=_HelpFormatter)
+    helps = docments(fn)
+    for name, param in signature(fn, eval_str=True).parameters.items():
+        help, kind = helps.get(name) or "", None if param.annotation is Parameter.empty else param.annotation
+        if param.default is Parameter.empty:
+            p.add_argument(name, type=kind, help=help)
+        elif kind is bool:
+            p.add_argument(f"--{name}", action="store_true", help=help)
+        else:
+            shown = "" if param.default is None else f" (default: {param.default})"
+            p.add_argument(f"--{name}", type=kind, default=param.default, help=help + shown)
+    return p
 
 
 def _usage() -> str:
@@ -176,12 +266,11 @@ def main(
     if command not in COMMANDS:
         print(f"diffdrr-data: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    # argparse exits with status 2 on bad usage; anno_parser also adds --pdb and --xtra, which are not ours
-    args = anno_parser(COMMANDS[command], prog=f"diffdrr-data {command}").parse_args(rest)
-    from diffdrr_data.download import DownloadError
+    args = _parser(COMMANDS[command], f"diffdrr-data {command}").parse_args(rest)  # bad usage: argparse exits with status 2
+    from diffdrr_data.download import DownloadError  # requests and pooch, no PyTorch
 
     try:
-        COMMANDS[command](**{k: v for k, v in vars(args).items() if k in signature(COMMANDS[command]).parameters})
+        COMMANDS[command](**vars(args))
     except (ValueError, TypeError, OSError, IndexError, DownloadError) as e:
         # errors about the user's input or environment: one readable line, no traceback
         print(f"diffdrr-data {command}: error: {e}", file=sys.stderr)

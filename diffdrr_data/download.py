@@ -318,24 +318,33 @@ def safe_member(
 # %% ../nbs/api/06_download.ipynb #ea17d031
 @contextmanager
 def _folder_lock(dest_dir: Path):
-    "Exclusive advisory lock on a hidden file in `dest_dir` (no-op where `fcntl` is unavailable)."
+    "Exclusive advisory lock on a hidden file in `dest_dir`, removed on release (no-op where `fcntl` is unavailable)."
     try:
         import fcntl
     except ImportError:  # Windows
         yield
         return
     lock_path = dest_dir / f".{ZIP_FILENAME}.lock"
-    with open(lock_path, "a") as fh:
+    while True:
+        fh = open(lock_path, "a")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            fh.close()
             raise DownloadError(
                 f"Another process is downloading DeepFluoro into {display_path(dest_dir)} (it holds {display_path(lock_path)}); wait for it to finish."
             ) from None
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            if os.path.samestat(os.fstat(fh.fileno()), os.stat(lock_path)):
+                break  # the file we locked is the one at the path: the lock is ours
+        except FileNotFoundError:
+            pass
+        fh.close()  # its holder removed it between our open and our lock: lock the file there now
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)  # while still locked: whoever opened it before cannot take it over
+        fh.close()  # releases the lock
 
 
 @contextmanager

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['DEEPFLUORO_FROM_DIFFDRR_CAMERA', 'ROTATE_180_IN_PLANE', 'DetectorIntrinsics', 'detector_intrinsics',
-           'deepfluoro_to_diffdrr_pose', 'deepfluoro_to_diffdrr_pixels']
+__all__ = ['DEEPFLUORO_FROM_DIFFDRR_CAMERA', 'ROTATE_180_IN_PLANE', 'XVR_TO_DIFFDRR_CAMERA', 'XVR_REORIENT', 'XVR_INTRINSICS',
+           'DetectorIntrinsics', 'detector_intrinsics', 'deepfluoro_to_diffdrr_pose', 'deepfluoro_to_diffdrr_pixels',
+           'xvr_to_diffdrr_camera', 'diffdrr_to_xvr_camera', 'xvr_projection']
 
 # %% ../nbs/api/02_geometry.ipynb #9e27a822
 DEEPFLUORO_FROM_DIFFDRR_CAMERA = np.diag([-1.0, -1.0, -1.0, 1.0])  # N: DiffDRR camera -> DeepFluoro camera (reverse_x_axis=True)
@@ -83,3 +84,54 @@ def deepfluoro_to_diffdrr_pixels(
     if rotate_180:
         uv[..., 0], uv[..., 1] = cols - 1 - uv[..., 0], rows - 1 - uv[..., 1]
     return uv - crop + 0.5
+
+# %% ../nbs/api/02_geometry.ipynb #b11c15f1
+XVR_TO_DIFFDRR_CAMERA = np.diag([-1.0, -1.0, 1.0, 1.0])  # P' = P @ this (and back: it is its own inverse)
+XVR_REORIENT = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])  # A_AP: DiffDRR's "AP" reorient, as xvr renders
+XVR_INTRINSICS = ("sdd", "delx", "dely", "x0", "y0", "height", "width")  # the keys of a `.pt`'s "intrinsics"
+
+
+def xvr_to_diffdrr_camera(
+    pose: np.ndarray,  # (4, 4) a `.pt`'s "pose" P: camera-to-world for DiffDRR with "AP" and reverse_x_axis=False
+    intrinsics: dict,  # a `.pt`'s "intrinsics": sdd, delx, dely, x0, y0 (mm), height, width (pixels)
+    border: int = 0,  # pixels added back on every edge of the `.pt`'s grid (50 for DeepFluoro's raw 1536-pixel DICOM)
+) -> tuple:  # (P' (4, 4) float64 pose for DiffDRR's defaults and a "PA" subject, `DetectorIntrinsics`)
+    "The pose and intrinsics this package renders an xvr-data view with: `P' = P diag(-1, -1, 1, 1)`, `x0' = -x0`."
+    missing = [k for k in XVR_INTRINSICS if k not in intrinsics]
+    if missing:
+        raise KeyError(f"the intrinsics lack {missing}; an xvr-data .pt has {list(XVR_INTRINSICS)}")
+    i = {k: float(intrinsics[k]) for k in XVR_INTRINSICS}
+    d = DetectorIntrinsics(
+        focal_len=i["sdd"], height=int(round(i["height"])) + 2 * border, width=int(round(i["width"])) + 2 * border,
+        delx=i["delx"], dely=i["dely"], x0=-i["x0"], y0=i["y0"],
+    )
+    return np.asarray(pose, dtype=np.float64).reshape(4, 4) @ XVR_TO_DIFFDRR_CAMERA, d
+
+
+def diffdrr_to_xvr_camera(
+    pose: np.ndarray,  # (4, 4) P': camera-to-world pose for DiffDRR's defaults and a "PA" subject
+    intrinsics: DetectorIntrinsics,  # the intrinsics P' is rendered with
+    border: int = 0,  # pixels to remove from every edge for the `.pt`'s grid (50 for DeepFluoro)
+) -> tuple:  # (P (4, 4) float64, the `.pt`'s "intrinsics" dict)
+    "The inverse of `xvr_to_diffdrr_camera`: what an xvr-data `.pt` stores for a view this package renders."
+    d = intrinsics
+    return np.asarray(pose, dtype=np.float64).reshape(4, 4) @ XVR_TO_DIFFDRR_CAMERA, dict(
+        sdd=d.focal_len, delx=d.delx, dely=d.dely, x0=-d.x0, y0=d.y0, height=d.height - 2 * border, width=d.width - 2 * border,
+    )
+
+# %% ../nbs/api/02_geometry.ipynb #73e09cc7
+def xvr_projection(
+    pose: np.ndarray,  # (4, 4) a `.pt`'s "pose" P
+    intrinsics: dict,  # a `.pt`'s "intrinsics"
+    points: np.ndarray,  # (N, 3) points of the CT, RAS minus the volume's centre (mm)
+) -> np.ndarray:  # (N, 2) (col, row), pixel centres at integers, in the `.pt`'s grid
+    "Where the xvr-data contract puts `points`: `[u, v, 1] ~ K_xvr (P A_AP)⁻¹ [X, 1]`."
+    i = {k: float(intrinsics[k]) for k in XVR_INTRINSICS}
+    K = np.array([
+        [i["sdd"] / i["delx"], 0.0, (i["width"] - 1) / 2 - i["x0"] / i["delx"]],
+        [0.0, -i["sdd"] / i["dely"], (i["height"] - 1) / 2 + i["y0"] / i["dely"]],
+        [0.0, 0.0, 1.0],
+    ])
+    camera = np.linalg.inv(np.asarray(pose, dtype=np.float64) @ XVR_REORIENT)
+    uvw = (K @ (camera @ np.c_[np.asarray(points, dtype=np.float64), np.ones(len(points))].T)[:3]).T
+    return uvw[:, :2] / uvw[:, 2:]

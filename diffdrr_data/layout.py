@@ -17,8 +17,8 @@ from .data_home import atomic_path
 
 # %% auto #0
 __all__ = ['SPECIMENS', 'LABELS', 'LANDMARK_NAMES', 'N_PROJECTIONS', 'REAL_FILENAME', 'INITIAL_ENERGY', 'COLLIMATOR_BORDER',
-           'check_subject', 'collimator_border', 'DeepFluoroFormatError', 'open_h5', 'read_array', 'require_group',
-           'is_rigid', 'check_layout', 'uncompressed_copy']
+           'QUESTIONED_VIEWS', 'is_questioned', 'check_subject', 'collimator_border', 'DeepFluoroFormatError',
+           'open_h5', 'read_array', 'require_group', 'is_rigid', 'check_layout', 'uncompressed_copy']
 
 # %% ../nbs/api/01_layout.ipynb #be618c2c
 SPECIMENS = {
@@ -48,6 +48,17 @@ N_PROJECTIONS = 366  # X-ray views in the real file, all specimens together
 REAL_FILENAME = "ipcai_2020_full_res_data.h5"  # name of the real file inside the archive
 INITIAL_ENERGY = 65487.0  # I0: the largest intensity in the whole dataset, taken as an unattenuated ray's
 COLLIMATOR_BORDER = 50  # width of the collimator's dark border on each edge of a 1536-pixel X-ray (pixels)
+
+# %% ../nbs/api/01_layout.ipynb #a212285a
+QUESTIONED_VIEWS = {1: (3, 50), 4: (2, 4)}  # subject -> zero-based views whose ground-truth pose is questioned
+
+
+def is_questioned(
+    subject: int,  # subject number, 1..6
+    view: int,  # zero-based view index
+) -> bool:
+    "Whether the ground truth of `view` of `subject` is questioned (`QUESTIONED_VIEWS`)."
+    return int(view) in QUESTIONED_VIEWS.get(int(subject), ())
 
 # %% ../nbs/api/01_layout.ipynb #5d751f9f
 def check_subject(

@@ -55,12 +55,14 @@ REAL_EXTRINSIC = np.array(
 
 def intrinsic_matrix(
     size: int = REAL_SIZE,  # rows = columns of the X-rays (pixels)
+    principal_point: tuple | None = None,  # (col, row) (pixels, centres at integers); None: the real one, rescaled
 ) -> np.ndarray:  # (3, 3) intrinsic matrix, DeepFluoro's convention (negative focal terms)
     "The real DeepFluoro intrinsic matrix, rescaled for `size`-pixel images of the same physical detector."
     scale = size / REAL_SIZE
     focal = REAL_FOCAL_PIXELS * scale
     centre = (REAL_PRINCIPAL_POINT + 0.5) * scale - 0.5
-    return np.array([[focal, 0.0, centre], [0.0, focal, centre], [0.0, 0.0, 1.0]])
+    cx, cy = (centre, centre) if principal_point is None else map(float, principal_point)
+    return np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
 
 
 def pixel_spacing(
@@ -659,15 +661,16 @@ def synthetic_view(
     views_per_specimen: int = 3,  # views of each specimen (decides which views are upside-down)
     size: int = REAL_SIZE,  # rows = columns of the X-ray (pixels)
     labels: np.ndarray | None = None,  # (Z, Y, X) the specimen's label map, from `voxelize`; computed when None
+    principal_point: tuple | None = None,  # (col, row) of the principal point (pixels, centres at integers); None: the centre
 ) -> dict:  # cam_to_pelvis, cam_to_femur, femur_motion, fov_fraction, good_fov, upside_down, aimed_hip, L, image, seg, landmarks
     "One view of a synthetic file: the X-ray cast with each femur at its own pose, and all its ground truth."
-    K, E = intrinsic_matrix(size), REAL_EXTRINSIC
+    K, E = intrinsic_matrix(size, principal_point), REAL_EXTRINSIC
     phantom, origin = specimen_phantom(seed, specimen)
     labels = voxelize(phantom)[1] if labels is None else labels
     centre = origin + (np.array(phantom.shape[::-1]) - 1) / 2
     to_local = np.eye(4)
     to_local[:3, 3] = centre  # local coordinates -> LPS
-    hip, flipped = aimed_hip(specimen, view), is_upside_down(view, specimen, views_per_specimen)
+    hip, flipped = aimed_hip(specimen, view), is_upside_down(view, specimen, views_per_specimen) and principal_point is None
     T = view_pose(seed, specimen, view, flipped, centre, E, None if hip is None else phantom.landmarks[f"FH-{hip[0]}"])
     out = dict(cam_to_pelvis=T, upside_down=flipped, aimed_hip=hip, femur_motion={}, cam_to_femur={}, fov_fraction={}, good_fov={})
     for side, label in FEMUR_LABELS.items():
@@ -695,9 +698,9 @@ def _image_group(group, pixels, spacing, origin):
     _dataset(group, "dir-mat", np.eye(pixels.ndim))
 
 
-def _write_proj_params(f: h5py.File, size: int):
+def _write_proj_params(f: h5py.File, size: int, principal_point: tuple | None = None):
     pp = f.create_group("proj-params")
-    _dataset(pp, "intrinsic", intrinsic_matrix(size))
+    _dataset(pp, "intrinsic", intrinsic_matrix(size, principal_point))
     _dataset(pp, "extrinsic", REAL_EXTRINSIC)
     for name in ("num-rows", "num-cols"):
         _dataset(pp, name, np.int64(size))
@@ -735,6 +738,7 @@ def write_synthetic_deepfluoro(
     seed: int = 0,  # random seed: the same seed writes the same bytes
     overwrite: bool = False,  # replace `path` if it exists
     progress: bool = False,  # show a progress bar over the views
+    principal_point: tuple | None = None,  # (col, row) pixels, off-centre for tests of x0/y0; then no view is upside down
 ) -> Path:  # `path`
     "Write a synthetic file in the exact DeepFluoro layout, six specimens with `views_per_specimen` X-rays each."
     _check_arguments(size, views_per_specimen, seed)
@@ -750,7 +754,7 @@ def write_synthetic_deepfluoro(
 
     def make_view(job):
         number, view = job
-        out = synthetic_view(seed, number, view, views_per_specimen, size, labels=specimens[number][3])
+        out = synthetic_view(seed, number, view, views_per_specimen, size, labels=specimens[number][3], principal_point=principal_point)
         del out["L"]  # not stored: keep only what is written while the other views wait
         return out
 
@@ -759,7 +763,7 @@ def write_synthetic_deepfluoro(
         jobs = [(number, view) for number in SPECIMENS for view in range(views_per_specimen)]
         views = pool.map(make_view, jobs)
         with h5py.File(tmp, "w") as f:
-            _write_proj_params(f, size)
+            _write_proj_params(f, size, principal_point)
             for number, specimen in specimens.items():
                 _write_specimen(f.create_group(SPECIMENS[number]), *specimen)
             bar = tqdm(views, total=len(jobs), desc="synthetic views", unit="view", disable=not progress, file=sys.stderr)
