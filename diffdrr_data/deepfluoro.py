@@ -322,6 +322,23 @@ def _common(field: str):
 for _field in ("focal_len", "height", "width", "delx", "dely", "x0", "y0"):
     setattr(DeepFluoroDataset, _field, _common(_field))
 
+# %% ../nbs/api/09_deepfluoro.ipynb #3fe98b48
+@patch
+def drr(
+    self: DeepFluoroDataset,
+    idx: int = 0,  # view whose intrinsics the renderer takes (they are the same for every view of the HDF5 file)
+    downsample: float = 1,  # render `downsample` times fewer pixels along each axis (e.g. 8 on a CPU)
+    device: str | torch.device | None = None,  # where to render; default: the CPU
+    **kwargs,  # further arguments of `diffdrr.drr.DRR` (e.g. `patch_size`, `renderer`)
+) -> DRR:
+    "A `diffdrr.drr.DRR` of `ds.subject` with view `idx`'s intrinsics, `downsample` times coarser."
+    if isinstance(downsample, bool) or not isinstance(downsample, (int, float)) or not downsample >= 1:
+        raise ValueError(f"downsample must be a number >= 1, got {downsample!r}")
+    drr = DRR(self.subject, **self.intrinsics(idx), **kwargs)
+    if downsample != 1:
+        drr.rescale_detector_(1 / downsample)
+    return drr if device is None else drr.to(device)
+
 # %% ../nbs/api/09_deepfluoro.ipynb #2a7acb3a
 @patch
 def _read_subject(self: DeepFluoroDataset, f: h5py.File):
