@@ -163,8 +163,13 @@ def download(
 def info():
     "Show the data home, the files in it, their sizes and whether they were verified."
     from diffdrr_data.download import print_info
+    from diffdrr_data.hub import XVR_DATA_REVISION, marker_path, xvr_data_root
 
     print_info()
+    copy = xvr_data_root("deepfluoro", revision=None)
+    state = "verified" if copy else "incomplete (run the download again)" if (marker_path("deepfluoro").parent / "deepfluoro").is_dir() else "not downloaded"
+    print(f"xvr-data copy of DeepFluoro (Hub, revision {XVR_DATA_REVISION[:8]}): {state}"
+          + (f" at {_shell_path(copy)}" if copy else "; `diffdrr-data download deepfluoro --source xvr-data` fetches it"))
 
 # %% ../nbs/api/17_cli.ipynb #9afae21e
 def verify(
