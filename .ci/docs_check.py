@@ -9,7 +9,7 @@ usage: python .ci/docs_check.py [--artifacts DIR]    (.ci/test runs it on a copy
    local image or frame, or a blank screenshot. 3. The 3D scenes (`.html` resources in nbs/_quarto.yml) must show
    cameras in a WebGL screenshot. 4. Every notebook is listed in nbs/sidebar.yml.
 """
-import base64, html, io, json, os, re, shutil, subprocess, sys, tempfile
+import base64, contextlib, html, io, json, os, re, shutil, subprocess, sys, tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, yaml
@@ -26,17 +26,16 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--
          "--disable-background-networking", "--disable-component-update"]
 WEBGL = "--enable-unsafe-swiftshader"  # WebGL without a GPU (`--use-gl=swiftshader` draws a blank canvas in Chromium 13x)
 
-def proc_nbs() -> str | None:
-    "Process the notebooks into a fresh `_proc/`; the end of nbdev's error output if it failed."
-    shutil.rmtree(PROC, ignore_errors=True)
+def proc_nbs(*args: str) -> str | None:
+    "Run `nbdev_proc_nbs ARGS`, which processes into `_proc/` the notebooks not there yet; its error output if it fails."
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as bin_dir:
         if not shutil.which("quarto"):
             (fake := Path(bin_dir) / "quarto").write_text("#!/bin/sh\necho 'no quarto here (.ci/docs_check.py)' >&2; exit 1\n")
             fake.chmod(0o755)
             env["PATH"] = bin_dir + os.pathsep + env["PATH"]
-        run = subprocess.run(["nbdev_proc_nbs", "--n_workers", "2"], cwd=ROOT, env=env, capture_output=True, text=True)
-    return run.stderr.strip()[-2000:] if run.returncode else None
+        run = subprocess.run(["nbdev_proc_nbs", "--n_workers", "2", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    return run.stderr.strip() or "(no output)" if run.returncode else None
 
 def screenshot(url: str, png: Path, size: str, *extra: str) -> np.ndarray:
     if not CHROMIUM:
@@ -49,13 +48,6 @@ def screenshot(url: str, png: Path, size: str, *extra: str) -> np.ndarray:
         raise RuntimeError(f"Chromium wrote no screenshot (exit {run.returncode}): {run.stderr.strip()[-200:]}")
     return np.asarray(Image.open(png).convert("RGB"), dtype=np.float32)
 
-def decodes(data: str) -> bool:
-    try:
-        Image.open(io.BytesIO(base64.b64decode(data))).load()
-        return True
-    except Exception:
-        return False
-
 def check_page(nb: Path) -> tuple[str, list[str]]:
     "One processed notebook and its page."
     name, page = nb.relative_to(PROC).with_suffix("").as_posix(), nb.with_suffix(".html")
@@ -65,8 +57,12 @@ def check_page(nb: Path) -> tuple[str, list[str]]:
     text = page.read_text(encoding="utf-8", errors="replace")
     outputs = [o for cell in json.loads(nb.read_text())["cells"] for o in cell.get("outputs", [])]
     expected = sum(any(m.startswith("image/") for m in o.get("data", {})) for o in outputs)
-    images = re.findall(r'<img[^>]*src="data:image/(?:png|jpeg|gif);base64,([^"]+)"', text)
-    if (found := sum(map(decodes, images)) + text.count('<div class="jp-RenderedSVG')) < expected:
+    found = text.count('<div class="jp-RenderedSVG')
+    for data in re.findall(r'<img[^>]*src="data:image/(?:png|jpeg|gif);base64,([^"]+)"', text):
+        with contextlib.suppress(Exception):  # a figure that does not decode is not found
+            Image.open(io.BytesIO(base64.b64decode(data))).load()
+            found += 1
+    if found < expected:
         reasons.append(f"{expected} figures in the notebook, {found} in the page that decode")
     for src in re.findall(r'<(?:img|iframe)[^>]*\ssrc="([^"]+)"', text):
         src = html.unescape(src).split("#")[0].split("?")[0]
@@ -100,17 +96,22 @@ def check_sidebar() -> tuple[str, list[str]]:
     return "sidebar.yml", [f"notebooks missing from it: {', '.join(missing)}"] if missing else []
 
 def main() -> int:
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    if error := proc_nbs():
-        print(f"nbdev_proc_nbs failed (the notebooks it did not process fail below):\n{error}")
+    for stale in (SHOTS, PROC):
+        shutil.rmtree(stale, ignore_errors=True)
+    unprocessed = []
+    if first := proc_nbs():  # it stops at the first notebook that fails: each notebook it left out then runs alone
+        for nb in [nb for nb in notebooks() if not (PROC / nb.relative_to(NBS)).exists()]:
+            if error := proc_nbs("--skip_file_re", f"^(?!{re.escape(nb.name)}$)"):  # nbdev skips every other file
+                print(f"nbdev_proc_nbs failed on {nb.relative_to(NBS)}:\n{error}\n")
+                unprocessed.append((nb.relative_to(NBS).with_suffix("").as_posix(), ["nbdev_proc_nbs failed on it (above)"]))
+        unprocessed = unprocessed or [("nbdev_proc_nbs", [f"failed, but not on any notebook alone: {first[-300:]}"])]
     processed = sorted(p for p in PROC.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     print(f"== nbdev_proc_nbs processed {len(processed)} notebooks; nbconvert and Chromium make and open their pages", flush=True)
     # nbconvert logs nbdev's extra notebook keys as validation errors, and converts all the same
     subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", *map(str, processed)], cwd=PROC, capture_output=True)
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(check_page, processed))
-    results += [(nb.relative_to(NBS).with_suffix("").as_posix(), ["nbdev_proc_nbs did not process it"])
-                for nb in notebooks() if not (PROC / nb.relative_to(NBS)).exists()]
+    results += unprocessed
     resources = yaml.safe_load((NBS / "_quarto.yml").read_text()).get("project", {}).get("resources") or []
     results += [check_scene(r) for r in ([resources] if isinstance(resources, str) else resources) if r.endswith(".html")]
     results.append(check_sidebar())

@@ -24,6 +24,7 @@ def run(nb: Path) -> tuple[str, int, int, Path]:
     log, t0 = args.logs / (name.replace("/", "__") + ".log"), time.monotonic()
     with open(log, "w") as out:  # nbdev_test runs the notebook in its folder, with the project on sys.path
         rc = subprocess.run(["nbdev_test", "--path", nb, "--do_print"], stdout=out, stderr=subprocess.STDOUT).returncode
+    rc = rc if nb.exists() else 1  # removed or renamed during the run: nbdev_test found no file, and exited with 0
     return f"nb:{name}", rc, round(time.monotonic() - t0), log
 
 failed = 0

@@ -33,7 +33,6 @@ def drawing_line(src: str) -> str | None:
         if isinstance(node, ast.Call) and (getattr(f, "attr", None) or getattr(f, "id", None)) in DRAWS:
             return lines[node.lineno - 1].strip()
         todo += ast.iter_child_nodes(node)
-    return None
 
 def problems(nb: Path):
     for k, cell in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]):
