@@ -132,20 +132,24 @@ def render(
     return result
 
 # %% ../nbs/api/18_cli.ipynb #ed84a503
-DATASETS = ("deepfluoro",)  # datasets `download` knows
+DATASETS = ("deepfluoro", "ljubljana")  # datasets the commands know
 SOURCES = ("archive", "xvr-data")  # where `download` fetches them from
 
 
 def download(
-    dataset: str,  # dataset to download: deepfluoro
-    source: str = "archive",  # archive: the original HDF5 (Johns Hopkins); xvr-data: the NIfTI/DICOM copy on the Hugging Face Hub
+    dataset: str,  # dataset to download: deepfluoro or ljubljana
+    source: str = None,  # archive: DeepFluoro's original HDF5 (Johns Hopkins); xvr-data: the copy on the Hugging Face Hub (Ljubljana's default)
     url: str = None,  # mirror URL of the archive (default: the Johns Hopkins archive, or $DIFFDRR_DATA_DEEPFLUORO_URL)
 ):
     "Download, verify and install a dataset in the data home."
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
+    source = source or ("archive" if dataset == "deepfluoro" else "xvr-data")
     if source not in SOURCES:
         raise ValueError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if dataset == "ljubljana" and source != "xvr-data":
+        raise ValueError("Ljubljana downloads from the Hub only (--source xvr-data); its ljubljana.h5 comes as a zip from the "
+                         "anchor's Google Drive: put ljubljana.zip in the data home, or pass the file to LjubljanaDataset(filename=...)")
     if source == "xvr-data":
         if url is not None:
             raise ValueError("--url names a mirror of the archive; the xvr-data copy comes from the Hub ($HF_ENDPOINT)")
@@ -178,18 +182,28 @@ def verify(
     views: str = None,  # view indices separated by commas, e.g. 0,3,50; default: every view
     downsample: int = 32,  # a DRR pixel is this many X-ray pixels on a side (32: 44 x 44 DRRs)
     include_questioned: bool = False,  # count the 4 views whose ground truth is questioned in the verdict
+    dataset: str = "deepfluoro",  # deepfluoro or ljubljana
 ):
     "Render every view at its ground truth and at misposed controls (5 mm, 5 degrees): exit status 3 unless the truth wins."
-    from diffdrr_data.layout import check_subject
+    if dataset not in DATASETS:
+        raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    if subject is not None and dataset == "deepfluoro":
+        from diffdrr_data.layout import check_subject
 
-    if subject is not None:
         check_subject(subject, "--subject")
     if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
         raise ValueError(f"--downsample must be a positive integer, got {downsample}")
-    path, _ = _deepfluoro_file(file, "verify", no_fallback="verifying the synthetic phantom says nothing about your data")
+    if dataset == "deepfluoro":
+        path, _ = _deepfluoro_file(file, "verify", no_fallback="verifying the synthetic phantom says nothing about your data")
+    elif file is None:
+        from diffdrr_data.ljubljana import find_ljubljana
+
+        path = find_ljubljana(download=False)
+    else:
+        path = Path(file).expanduser()
     from diffdrr_data.verify import verify_main
 
-    return verify_main(subject, str(path), views, downsample, include_questioned=include_questioned)
+    return verify_main(subject, str(path), views, downsample, include_questioned=include_questioned, dataset=dataset)
 
 # %% ../nbs/api/18_cli.ipynb #44c9a460
 LAYOUTS = ("xvr-data",)  # layouts `export` writes

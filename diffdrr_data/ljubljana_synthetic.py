@@ -246,7 +246,7 @@ def dsa_volume(
     volume = VESSEL_INTENSITY * occupancy + np.clip(background, 0.0, BACKGROUND_CEILING)
     return volume.astype(np.float32), occupancy
 
-# %% ../nbs/api/10_ljubljana_synthetic.ipynb #1be31283
+# %% ../nbs/api/10_ljubljana_synthetic.ipynb #86a0af62
 VIEW_ROTATIONS = {  # view -> camera-from-world rotation before the jitter (world LPS)
     "frontal": np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]),  # x: left, y: inferior, z: posterior (source behind)
     "lateral": np.array([[0.0, 1, 0], [0, 0, -1], [-1, 0, 0]]),  # x: posterior, y: inferior, z: right (source on the right)
@@ -289,7 +289,7 @@ def synthetic_camera(
     E[:3, 3] = -depth * towards_centre + np.r_[rng.uniform(-4, 4, 2), 0.0] - R @ centre  # z < 0: in front of the source
     return SyntheticCamera(K, E, ROWS, COLS, PIXEL_SPACING, float(sdd), float(x0), float(y0))
 
-# %% ../nbs/api/10_ljubljana_synthetic.ipynb #ce34f211
+# %% ../nbs/api/10_ljubljana_synthetic.ipynb #28df3d7d
 DSA_BACKGROUND = 0.5  # grey level of the background of a stored DSA image
 DSA_CONTRAST_PER_MM = 0.012  # darkening per mm of contrast-filled lumen along the ray
 DSA_NOISE = 0.003  # standard deviation of the noise of a stored DSA image
@@ -319,7 +319,7 @@ def dsa_image(
     image = DSA_BACKGROUND - gain * DSA_CONTRAST_PER_MM * lengths + rng.normal(0.0, DSA_NOISE, lengths.shape)
     return image.astype(np.float32)
 
-# %% ../nbs/api/10_ljubljana_synthetic.ipynb #1319e77c
+# %% ../nbs/api/10_ljubljana_synthetic.ipynb #e36ce806
 def synthetic_subject(
     seed: int = 0,  # the file's seed
     subject: int = 1,  # subject number
@@ -343,7 +343,7 @@ def synthetic_subject(
     return dict(volume=volume, occupancy=occupancy, spacing=spacing, origin=origin, points=tree.fiducials + centre,
                 tree=tree, world_from_local=world_from_local, views=views)
 
-# %% ../nbs/api/10_ljubljana_synthetic.ipynb #8247da43
+# %% ../nbs/api/10_ljubljana_synthetic.ipynb #f0db8f65
 SYNTHETIC_VERSION = 1  # raised whenever the bytes a seed writes change; part of the cached file's name
 
 
@@ -391,7 +391,7 @@ def write_synthetic_ljubljana(
             _write_subject(f, number, synthetic_subject(int(seed), number))
     return path
 
-# %% ../nbs/api/10_ljubljana_synthetic.ipynb #4509efea
+# %% ../nbs/api/10_ljubljana_synthetic.ipynb #dcdbdb0f
 def _check_projection(f: h5py.File, path: str) -> tuple:  # (rows, cols)
     g = f.get(path)
     if not isinstance(g, h5py.Group):
@@ -401,8 +401,8 @@ def _check_projection(f: h5py.File, path: str) -> tuple:  # (rows, cols)
         raise LjubljanaFormatError(f.filename, f"{path}/pixels", f"expected a 2D image, found {getattr(pixels, 'shape', 'nothing')}")
     K, E = read_h5_array(g, "intrinsic", (3, 3)), read_h5_array(g, "extrinsic", (4, 4))
     rs, cs = float(read_h5_array(g, "row-spacing", ())), float(read_h5_array(g, "col-spacing", ()))
-    if not (np.isfinite(K).all() and K[0, 0] < 0 and K[1, 1] < 0 and np.allclose(K[2], [0, 0, 1]) and K[1, 0] == 0):
-        raise LjubljanaFormatError(f.filename, f"{path}/intrinsic", f"expected negative focal terms and a last row (0, 0, 1), found {K.tolist()}")
+    if not (np.isfinite(K).all() and K[0, 0] < 0 and K[1, 1] < 0 and K[0, 1] == K[1, 0] == 0 and np.allclose(K[2], [0, 0, 1])):
+        raise LjubljanaFormatError(f.filename, f"{path}/intrinsic", f"expected negative focal terms, no skew and a last row (0, 0, 1), found {K.tolist()}")
     if not is_rigid(E):
         raise LjubljanaFormatError(f.filename, f"{path}/extrinsic", "not a rigid transform (rotation with det +1)")
     if not (np.isfinite([rs, cs]).all() and rs > 0 and cs > 0):
@@ -429,7 +429,7 @@ def _check_subject_group(f: h5py.File, number: int):
         _check_projection(f, f"{s}/{H5_VIEWS[view]}")
         _check_projection(f, f"{s}/{H5_MAX_VIEWS[view]}")
 
-# %% ../nbs/api/10_ljubljana_synthetic.ipynb #c2648a50
+# %% ../nbs/api/10_ljubljana_synthetic.ipynb #50867d71
 def check_ljubljana_layout(
     filename: str | Path,  # a `ljubljana.h5`-format file
     subjects: list | None = None,  # subject numbers to check; `None`: every subject the file holds
@@ -453,7 +453,7 @@ def check_ljubljana_layout(
             _check_subject_group(f, number)
     return held
 
-# %% ../nbs/api/10_ljubljana_synthetic.ipynb #423380c3
+# %% ../nbs/api/10_ljubljana_synthetic.ipynb #fd94fd9b
 def synthetic_folder() -> Path:
     "The folder of the data home where generated synthetic files are cached."
     return data_home() / "synthetic"
@@ -476,5 +476,5 @@ def synthetic_ljubljana(
         except (LjubljanaFormatError, OSError):
             pass
     if progress:
-        print(f"Generating the synthetic Ljubljana-format file {display_path(path)} (once; about 8 s per subject)", file=sys.stderr)
+        print(f"Generating the synthetic Ljubljana-format file {display_path(path)} (once; a few seconds per subject)", file=sys.stderr)
     return write_synthetic_ljubljana(path, tuple(range(1, n_subjects + 1)), seed, overwrite=True, progress=progress)

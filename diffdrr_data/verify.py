@@ -284,6 +284,13 @@ def _view_list(ds, views) -> list:  # distinct, non-negative view indices
     return out
 
 
+def _questioned(ds) -> set:  # the view indices whose ground truth the dataset flags as questioned
+    table = ds.view_table() if hasattr(ds, "view_table") else None
+    if table is not None and "questioned" in table:
+        return set(table.view[table.questioned.astype(bool)].tolist())
+    return {i for i in range(len(ds)) if _view_number(ds, i) in QUESTIONED_VIEWS.get(int(ds.id_number), ())}
+
+
 def _view_number(ds, idx: int) -> int:  # the view's number as the dataset names it, which `QUESTIONED_VIEWS` uses
     name = str(ds.view_names[idx]) if hasattr(ds, "view_names") else str(idx)
     return int(name) if name.isdigit() else idx
@@ -324,12 +331,12 @@ def verify(
     views = _view_list(ds, views)
     if composed:
         _check_femur_poses(ds, views[0])
-    questioned = set(QUESTIONED_VIEWS.get(int(ds.id_number), ()))
+    questioned = _questioned(ds)
     renderer, centre, rows = _CoarseRenderer(ds, int(downsample), device or default_device()), volume_centre(ds.subject), []
     start = time.perf_counter()
     with tqdm(views, desc=f"verify subject {ds.id_number}", unit="view", disable=not progress, file=sys.stderr) as bar:
         for idx in bar:
-            row = dict(subject=int(ds.id_number), view=idx, questioned=_view_number(ds, idx) in questioned)
+            row = dict(subject=int(ds.id_number), view=idx, questioned=idx in questioned)
             row.update(_measure_view(ds, idx, renderer, centre, translation_mm, rotation_deg, composed))
             row["passed"], row["verdict"] = _verdict(row, max_shift_px)
             rows.append(row)
@@ -385,6 +392,18 @@ def _parse_views(views):  # None, a list of ints, or "0,3,50"
         raise ValueError(f"views must be view indices separated by commas, e.g. 0,3,50; got {views!r}") from None
 
 
+def _dataset_class(name: str) -> tuple:  # (dataset class, subject checker, every subject number)
+    if name == "deepfluoro":
+        from diffdrr_data.deepfluoro import DeepFluoroDataset
+        from diffdrr_data.layout import SPECIMENS, check_subject
+        return DeepFluoroDataset, check_subject, list(SPECIMENS)
+    if name == "ljubljana":
+        from diffdrr_data.ljubljana import LjubljanaDataset
+        from diffdrr_data.ljubljana_synthetic import N_SUBJECTS, check_ljubljana_subject
+        return LjubljanaDataset, check_ljubljana_subject, list(range(1, N_SUBJECTS + 1))
+    raise ValueError(f"dataset must be deepfluoro or ljubljana, got {name!r}")
+
+
 def verify_main(
     subject: int = None,  # subject ID in 1..6; default: all six
     file: str = None,  # a DeepFluoro-format HDF5 file or an xvr-data folder; default: the real data in the data home
@@ -397,15 +416,14 @@ def verify_main(
     composed: bool = False,  # render each femur from its own pose (the HDF5 file only)
     progress: bool = True,  # a progress bar per subject, on stderr
     device: str = None,  # torch device; default: CUDA when available
+    dataset: str = "deepfluoro",  # "deepfluoro" or "ljubljana"
 ) -> int:  # exit status: 0 when every subject passed, `VERIFY_FAILED` otherwise
     "Verify the ground truth of a subject, or of all six: print each report, return the exit status."
-    from diffdrr_data.deepfluoro import DeepFluoroDataset
-    from diffdrr_data.layout import SPECIMENS, check_subject
-
-    subjects = list(SPECIMENS) if subject is None else [check_subject(subject)]
+    Dataset, check, every = _dataset_class(dataset)
+    subjects = every if subject is None else [check(subject)]
     views, reports = _parse_views(views), []
     for s in subjects:
-        with DeepFluoroDataset(s, filename=file, download=False) as ds:
+        with Dataset(s, filename=file, download=False) as ds:
             reports.append(verify(ds, views, downsample, translation_mm, rotation_deg, max_shift_px, include_questioned,
                                   progress, device, composed))
         print(f"{reports[-1]!r}\n")
