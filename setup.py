@@ -24,9 +24,11 @@ if cfg.get("pip_requirements"):
     requirements += shlex.split(cfg.get("pip_requirements", ""))
 min_python = cfg["min_python"]
 lic = licenses.get(cfg["license"].lower(), (cfg["license"], None))
-# extras: `viz` (the 3D camera-pose scene) and `dev` (notebooks, tests, docs), which includes `viz`
+# extras: `viz` (the 3D camera-pose scene), `nanodrr` (the second renderer) and `dev` (notebooks, tests, docs), which
+# includes both
 viz_requirements = shlex.split(cfg.get("viz_requirements", ""))
-dev_requirements = shlex.split(cfg.get("dev_requirements", "")) + viz_requirements
+nanodrr_requirements = shlex.split(cfg.get("nanodrr_requirements", ""))
+dev_requirements = shlex.split(cfg.get("dev_requirements", "")) + viz_requirements + nanodrr_requirements
 
 setuptools.setup(
     name=cfg["lib_name"],
@@ -42,7 +44,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"viz": viz_requirements, "dev": dev_requirements},
+    extras_require={"viz": viz_requirements, "nanodrr": nanodrr_requirements, "dev": dev_requirements},
     dependency_links=cfg.get("dep_links", "").split(),
     python_requires=">=" + cfg["min_python"],
     long_description=open("README.md", encoding="utf-8").read(),
