@@ -17,7 +17,7 @@ from .deepfluoro import DeepFluoroDataset
 
 # %% auto #0
 __all__ = ['NANODRR_INSTALL', 'NANODRR_FROM_DIFFDRR_CAMERA', 'ATTENUATIONS', 'require_nanodrr', 'nanodrr_intrinsic_matrix',
-           'NanoCamera', 'nanodrr_intrinsics', 'nanodrr_camera_like', 'diffdrr_to_nanodrr_extrinsic',
+           'NanoCamera', 'nanodrr_camera', 'nanodrr_intrinsics', 'nanodrr_camera_like', 'diffdrr_to_nanodrr_extrinsic',
            'nanodrr_to_diffdrr_pose', 'nanodrr_extrinsic', 'nanodrr_project', 'nanodrr_subject', 'NanoDRR',
            'nanodrr_renderer']
 
@@ -69,7 +69,10 @@ class NanoCamera:
         return torch.tensor(np.linalg.inv(self.K), dtype=torch.float32)[None]
 
 
-def _camera(intrinsics: dict) -> NanoCamera:
+def nanodrr_camera(
+    intrinsics: dict,  # DiffDRR's `DRR` keywords: sdd, height, delx, width, dely, x0, y0 (others are ignored)
+) -> NanoCamera:
+    "The camera nanodrr renders the detector `DRR(subject, **intrinsics)` renders with."
     i = {k: intrinsics[k] for k in ("sdd", "height", "delx", "width", "dely", "x0", "y0")}
     return NanoCamera(nanodrr_intrinsic_matrix(**i), float(i["sdd"]), int(i["height"]), int(i["width"]))
 
@@ -86,7 +89,7 @@ def nanodrr_intrinsics(
     if downsample != 1:  # the arithmetic of DiffDRR's `rescale_detector_(1 / downsample)`, which `ds.drr` calls
         s = 1 / downsample
         i.update(height=int(i["height"] * s), width=int(i["width"] * s), delx=float(i["delx"] / s), dely=float(i["dely"] / s))
-    return _camera(i)
+    return nanodrr_camera(i)
 
 
 def nanodrr_camera_like(
@@ -97,9 +100,9 @@ def nanodrr_camera_like(
     if not d.reverse_x_axis or d.n_subsample is not None:
         raise ValueError("nanodrr_camera_like needs a DRR with reverse_x_axis=True (the default) and no p_subsample")
     # DiffDRR's Detector reports the offsets it was built with negated (`DRR.set_intrinsics_` negates them back)
-    return _camera(dict(sdd=d.sdd, height=d.height, delx=d.delx, width=d.width, dely=d.dely, x0=-d.x0, y0=-d.y0))
+    return nanodrr_camera(dict(sdd=d.sdd, height=d.height, delx=d.delx, width=d.width, dely=d.dely, x0=-d.x0, y0=-d.y0))
 
-# %% ../nbs/api/20_nanodrr.ipynb #e19397fe
+# %% ../nbs/api/20_nanodrr.ipynb #19c7e504
 def _matrices(pose) -> torch.Tensor:  # (B, 4, 4), from a RigidTransform, a (4, 4) or a (B, 4, 4)
     m = pose.matrix if isinstance(pose, RigidTransform) else torch.as_tensor(pose)
     return m.reshape(-1, 4, 4)
@@ -138,7 +141,7 @@ def nanodrr_extrinsic(
     pose = ds.pose(idx, structure)
     return diffdrr_to_nanodrr_extrinsic(pose, ds.subject.reorient)[0]
 
-# %% ../nbs/api/20_nanodrr.ipynb #e4985a35
+# %% ../nbs/api/20_nanodrr.ipynb #b0e9a199
 def nanodrr_project(
     camera,  # a `NanoCamera`, or a (3, 3) intrinsic matrix K_n
     extrinsic,  # world-to-camera extrinsic(s) E_n: (4, 4) or (B, 4, 4)
@@ -151,7 +154,7 @@ def nanodrr_project(
     uvw = (X @ E[:, :3, :3].mT + E[:, None, :3, 3]) @ K.T
     return uvw[..., :2] / uvw[..., 2:]
 
-# %% ../nbs/api/20_nanodrr.ipynb #7cc08d1f
+# %% ../nbs/api/20_nanodrr.ipynb #fbd3d856
 ATTENUATIONS = ("density", "mu")  # what nanodrr integrates: DiffDRR's density, or nanodrr's attenuation coefficients
 
 
@@ -181,7 +184,7 @@ def nanodrr_subject(
         ScalarImage(tensor=data.float(), affine=affine), labels, max_label=max(ds.label_def) if channels else None, **extra
     )
 
-# %% ../nbs/api/20_nanodrr.ipynb #2dfbed0e
+# %% ../nbs/api/20_nanodrr.ipynb #8ed61709
 class NanoDRR(torch.nn.Module):
     "nanodrr's renderer called like DiffDRR's `DRR`: `NanoDRR(...)(pose)` renders from a camera-to-world pose of this package."
 
@@ -192,10 +195,12 @@ class NanoDRR(torch.nn.Module):
         reorient,  # (4, 4) `ds.subject.reorient`
         n_samples: int = 500,  # samples along each ray inside the CT (nanodrr's default)
         backend: str = "auto",  # nanodrr's backend: "torch" on a CPU, a fused kernel on CUDA or MPS ("auto" picks)
+        max_batch: int | None = None,  # render at most this many poses at once (the torch backend holds 3 floats per sample)
     ):
         super().__init__()
         nanodrr = require_nanodrr()
         self.subject, self.camera, self.n_samples, self.backend = subject, camera, int(n_samples), backend
+        self.max_batch = max_batch
         self.drr = nanodrr.drr.DRR(camera.k_inv, torch.tensor([camera.sdd], dtype=torch.float32), camera.height, camera.width)
         to_nanodrr = _diffdrr_to_nanodrr_camera(reorient, torch.zeros((), dtype=torch.float64))
         self.register_buffer("to_nanodrr", to_nanodrr.float())  # (4, 4) R M
@@ -210,12 +215,15 @@ class NanoDRR(torch.nn.Module):
         pose,  # camera-to-world pose(s): RigidTransform of batch B, (4, 4) or (B, 4, 4)
         mask_to_channels: bool = False,  # one channel per label (the subject needs `channels=True`)
     ) -> torch.Tensor:  # (B, C, H, W): C = 1, or the subject's number of labels with `mask_to_channels`
-        img = self.drr(self.subject, self.rt_inv(pose), n_samples=self.n_samples, backend=self.backend)
+        "The DRR(s) from `pose`, as `DRR(pose, mask_to_channels=...)` renders them."
         if mask_to_channels and self.subject.n_classes == 1:
             raise ValueError("mask_to_channels needs a subject with its labelmap: nanodrr_subject(ds, channels=True)")
+        rt_inv = self.rt_inv(pose)
+        chunks = rt_inv.split(self.max_batch or len(rt_inv))
+        img = torch.cat([self.drr(self.subject, c, n_samples=self.n_samples, backend=self.backend) for c in chunks])
         return img if mask_to_channels else img.sum(1, keepdim=True)
 
-# %% ../nbs/api/20_nanodrr.ipynb #085c9a44
+# %% ../nbs/api/20_nanodrr.ipynb #1e722ac4
 def nanodrr_renderer(
     ds: DeepFluoroDataset,  # any source
     idx: int = 0,  # view whose camera the renderer takes
