@@ -38,8 +38,8 @@ from .ljubljana_synthetic import (BACKGROUND_THRESHOLD, H5_MAX_VIEWS, H5_VIEWS, 
                                               synthetic_ljubljana, volume_affine)
 from .metrics import block_mean, registration_metrics
 from .synthetic import project_landmarks
-from .xvr_data import (XvrDataFormatError, read_xvr_camera, read_xvr_image, write_xvr_camera, write_xvr_image,
-                                   xvr_subject_folder, xvr_view_names)
+from .xvr_data import (XvrDataFormatError, read_xvr_camera, read_xvr_image, write_nifti, write_xvr_camera,
+                                   write_xvr_image, xvr_subject_folder, xvr_view_names)
 
 # %% auto #0
 __all__ = ['POLARITIES', 'PA_REORIENT', 'LJUBLJANA_ZIP', 'SOURCES', 'XVR_X0', 'EXPORT_SIDECAR', 'dsa_background', 'dsa_polarity',
@@ -614,18 +614,6 @@ def __repr__(self: LjubljanaDataset):
 EXPORT_SIDECAR = "diffdrr_data-export.json"  # in ljubljana/: what the export knows that the layout has no place for
 
 
-def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray):
-    "Write a NIfTI atomically (the temporary name keeps `.nii.gz`, which tells nibabel to compress)."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(nib.Nifti1Image(data, affine), tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def dicom_pixels(
     image: np.ndarray,  # (H, W) a stored DSA image, any units
 ) -> np.ndarray:  # (H, W) uint16 with maximum 65535
@@ -638,7 +626,7 @@ def dicom_pixels(
 
 def _export_xvr_subject(ds: LjubljanaDataset, folder: Path, stored_x0: str):
     "Write one subject of `ds` (read from ljubljana.h5) into `folder`."
-    _write_nifti(folder / "volume.nii.gz", ds._read_volume(), ds.affine_ras)
+    write_nifti(folder / "volume.nii.gz", ds._read_volume(), ds.affine_ras)
     with atomic_path(folder / "fiducials.pt") as tmp:
         torch.save(torch.tensor(ds._points_world, dtype=torch.float32)[None], tmp)
     for i, view in enumerate(VIEWS):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import torch
@@ -21,7 +23,7 @@ from .layout import is_rigid
 
 # %% auto #0
 __all__ = ['XVR_PARTS', 'XvrDataFormatError', 'xvr_subject_folder', 'read_xvr_camera', 'write_xvr_camera', 'read_xvr_image',
-           'write_xvr_image', 'xvr_view_names']
+           'write_xvr_image', 'write_nifti', 'xvr_view_names']
 
 # %% ../nbs/api/07_xvr_data.ipynb #7d8da540
 XVR_PARTS = ("deepfluoro", "ljubljana")  # the datasets an xvr-data copy holds, one folder each
@@ -149,6 +151,23 @@ def write_xvr_image(
     ds.PixelData = pixels.astype("<u2").tobytes()
     with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
+
+# %% ../nbs/api/07_xvr_data.ipynb #02f72607
+def write_nifti(
+    path: str | os.PathLike,  # the `.nii.gz` to write
+    data: np.ndarray,  # (X, Y, Z) voxels
+    affine: np.ndarray,  # (4, 4) voxel index -> RAS (mm)
+):
+    "Write a NIfTI volume atomically: complete at `path`, or not there at all."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(nib.Nifti1Image(data, affine), tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 # %% ../nbs/api/07_xvr_data.ipynb #09607e43
 def xvr_view_names(

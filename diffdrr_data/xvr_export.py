@@ -23,24 +23,12 @@ from .deepfluoro import RAS_FROM_LPS, ZYX_TO_XYZ, DeepFluoroDataset, find_deepfl
 from .geometry import DetectorIntrinsics, diffdrr_to_xvr_camera
 from .hub import XVR_DATA_REVISION
 from .layout import SPECIMENS, collimator_border
-from .xvr_data import write_xvr_camera, write_xvr_image
+from .xvr_data import write_nifti, write_xvr_camera, write_xvr_image
 
 # %% auto #0
 __all__ = ['EXPORT_SIDECAR', 'export_xvr_data']
 
 # %% ../nbs/api/12_xvr_export.ipynb #cdc0ce2a
-def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray):
-    "Write a NIfTI atomically (the temporary name keeps `.nii.gz`, which tells nibabel to compress)."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(nib.Nifti1Image(data, affine), tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _volume_arrays(ds: DeepFluoroDataset) -> tuple:  # (CT (X, Y, Z), labels (X, Y, Z), RAS affine (4, 4))
     "The subject's CT and labelmap in NIfTI's (X, Y, Z) order, with their RAS affine before DiffDRR centred it."
     centring = ds.lps_to_world @ RAS_FROM_LPS  # RAS -> DiffDRR's centred world (a translation)
@@ -54,8 +42,8 @@ def _volume_arrays(ds: DeepFluoroDataset) -> tuple:  # (CT (X, Y, Z), labels (X,
 def _export_subject(ds: DeepFluoroDataset, folder: Path, progress: bool):
     "Write one subject of `ds` (an HDF5 dataset read with preprocess=False) into `folder`."
     ct, labels, affine = _volume_arrays(ds)
-    _write_nifti(folder / "volume.nii.gz", ct, affine)
-    _write_nifti(folder / "mask.nii.gz", labels, affine)
+    write_nifti(folder / "volume.nii.gz", ct, affine)
+    write_nifti(folder / "mask.nii.gz", labels, affine)
     with atomic_path(folder / "fiducials.pt") as tmp:
         torch.save(ds.subject.fiducials.float().clone(), tmp)
     for i in tqdm(range(len(ds)), desc=f"subject {ds.id_number:02d}", unit="view", disable=not progress, file=sys.stderr):
