@@ -37,6 +37,9 @@ def _writable_output(
     return out
 
 # %% ../nbs/api/18_cli.ipynb #8347602d
+DATASETS = ("deepfluoro", "ljubljana")  # datasets the commands know
+
+
 def _shell_path(
     path: str | os.PathLike,  # any path
 ) -> str:  # `$DIFFDRR_DATA_HOME/...`, `~/...` or the full path
@@ -96,15 +99,21 @@ def render(
     view: int = 0,  # view index within the subject (negative counts from the end)
     out: str = "deepfluoro.png",  # PNG file to write
     downsample: int = 8,  # render the DRR on a detector this many times coarser than the X-ray
-    file: str = None,  # a DeepFluoro-format HDF5 file; default: the real file, else the synthetic one
+    file: str = None,  # the dataset's file or xvr-data folder; default: the real data in the data home, else the synthetic file
+    dataset: str = "deepfluoro",  # deepfluoro or ljubljana
 ):
     "Render a view's DRR from its ground-truth pose beside the X-ray; print NCC and mean reprojection error."
     from diffdrr_data.layout import check_subject  # h5py and NumPy: quick
 
-    check_subject(subject, "--subject")  # everything that needs no file, before any file is opened or generated
+    if dataset not in DATASETS:
+        raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    if dataset == "deepfluoro":
+        check_subject(subject, "--subject")  # everything that needs no file, before any file is opened or generated
     if downsample < 1:
         raise ValueError(f"--downsample must be a positive integer, got {downsample}")
     out = _writable_output(out)
+    if dataset == "ljubljana":
+        return _render_ljubljana(subject, view, out, downsample, file)
     path, kind = _deepfluoro_file(file, "render")
 
     import matplotlib  # only now the imports that take seconds: PyTorch, DiffDRR, matplotlib
@@ -131,8 +140,45 @@ def render(
     print(f"wrote {display_path(out)}")
     return result
 
+# %% ../nbs/api/18_cli.ipynb #16ccef52
+def _render_ljubljana(subject: int, view: int, out: Path, downsample: int, file: str | None) -> dict:
+    "`render` for Ljubljana: the same figure and numbers, from `LjubljanaDataset`."
+    from diffdrr_data.ljubljana_synthetic import check_ljubljana_subject, synthetic_ljubljana
+
+    check_ljubljana_subject(subject, "--subject")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+    from diffdrr_data.data_home import display_path
+    from diffdrr_data.ljubljana import LjubljanaDataset, coarse_grid, find_ljubljana
+    from diffdrr_data.metrics import normalized_cross_correlation, reprojection_error
+    from diffdrr_data.render import view_figure
+
+    try:
+        path, source = (Path(file).expanduser(), Path(file).name) if file else (find_ljubljana(download=False), "real Ljubljana data")
+    except FileNotFoundError:
+        path = synthetic_ljubljana()
+        source = f"SYNTHETIC phantom (not patient data): {path.name}"
+        print(f"No Ljubljana data in the data home: using the synthetic Ljubljana-format file {_shell_path(path)}.")
+    with LjubljanaDataset(subject, filename=path) as ds:
+        if not -len(ds) <= view < len(ds):
+            raise IndexError(f"--view {view} is out of range for subject {subject} ({len(ds)} views: 0..{len(ds) - 1})")
+        view = view % len(ds)
+        drr, pose = ds.drr(view, downsample), ds.pose(view)
+        with torch.no_grad():
+            img, projected = drr(pose), ds.drr(view).perspective_projection(pose, ds.subject.fiducials)
+        annotated, xray, k = ds.landmarks(view), ds.xray(view, downsample), ds.intrinsics(view)
+        result = dict(xray=xray, drr=img, ncc=float(normalized_cross_correlation(xray, img)), projected=projected,
+                      annotated=annotated, landmark_error=reprojection_error(projected, annotated)[0], renderer=drr,
+                      downsample=downsample, margin=(coarse_grid(k["width"], downsample)[1], coarse_grid(k["height"], downsample)[1]))
+        mrpe = float(result["landmark_error"].nanmean())
+        result["title"] = f"{source}\nLjubljana subject {subject}, view {view}: NCC {result['ncc']:.4f}, mRPE {mrpe:.2e} px (full resolution)"
+        view_figure(result, result["title"]).savefig(out, dpi=100)
+    print(f"NCC {result['ncc']:.4f}\nmean reprojection error {mrpe:.2e} px (full resolution)\nwrote {display_path(out)}")
+    return result
+
 # %% ../nbs/api/18_cli.ipynb #ed84a503
-DATASETS = ("deepfluoro", "ljubljana")  # datasets the commands know
 SOURCES = ("archive", "xvr-data")  # where `download` fetches them from
 
 
