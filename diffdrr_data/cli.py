@@ -130,13 +130,14 @@ def render(
         view = view % len(ds)
         specimen = "" if kind == "synthetic" else f" ({ds.specimen})"  # the synthetic file only borrows the names
         result = compare_to_drr(ds, view, downsample=downsample, device=default_device())
-        mrpe = float(result["landmark_error"].nanmean())
-        result["title"] = (f"{source}\nsubject {subject}{specimen}, view {view}: NCC {result['ncc']:.4f}, "
-                           f"mRPE {mrpe:.2e} px (full resolution)")
+        mrpe = float(result["landmark_error"].nanmean())  # NaN: the source has no 2D landmarks (the xvr-data copy)
+        landmarks = f"mRPE {mrpe:.2e} px (full resolution)" if mrpe == mrpe else "no 2D landmarks in this copy"
+        result["title"] = f"{source}\nsubject {subject}{specimen}, view {view}: NCC {result['ncc']:.4f}, {landmarks}"
         fig = view_figure(result, result["title"])
     fig.savefig(out, dpi=100)
     print(f"NCC {result['ncc']:.4f}")
-    print(f"mean reprojection error {mrpe:.2e} px (full resolution, {int(result['landmark_error'].isfinite().sum())} landmarks)")
+    print(f"mean reprojection error {mrpe:.2e} px (full resolution, {int(result['landmark_error'].isfinite().sum())} landmarks)"
+          if mrpe == mrpe else "no 2D landmarks in this copy of the data: no reprojection error")
     print(f"wrote {display_path(out)}")
     return result
 

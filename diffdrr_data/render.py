@@ -51,26 +51,30 @@ def compare_to_drr(
     if not ds.preprocess:
         raise ValueError("compare_to_drr needs a dataset with preprocess=True: DRRs are line integrals, raw X-rays are not")
     device = device or default_device()
-    h, w = ds.height // downsample, ds.width // downsample
-    h -= (ds.height - h * downsample) % 2  # keep the trimmed border equal on both sides
-    w -= (ds.width - w * downsample) % 2
+    k = ds.intrinsics(idx)  # this view's camera (the xvr-data copy stores one per view)
+    H, W = k["height"], k["width"]
+    h, w = H // downsample, W // downsample
+    h -= (H - h * downsample) % 2  # keep the trimmed border equal on both sides
+    w -= (W - w * downsample) % 2
     if drr is None:
-        drr = DRR(ds.subject, ds.focal_len, h, ds.delx * downsample, w, ds.dely * downsample, x0=ds.x0, y0=ds.y0).to(device)
+        drr = DRR(ds.subject, k["sdd"], h, k["delx"] * downsample, w, k["dely"] * downsample, x0=k["x0"], y0=k["y0"]).to(device)
     if (drr.detector.height, drr.detector.width) != (h, w):
         raise ValueError(f"drr renders {drr.detector.height} x {drr.detector.width} pixels; downsample={downsample} needs {h} x {w}")
     img, pose = ds[idx]
     if isinstance(pose, torch.Tensor):
         pose = RigidTransform(pose[None])
-    mh, mw = (ds.height - h * downsample) // 2, (ds.width - w * downsample) // 2
-    xray = block_mean(img.reshape(1, 1, ds.height, ds.width)[..., mh : ds.height - mh, mw : ds.width - mw], downsample)
+    mh, mw = (H - h * downsample) // 2, (W - w * downsample) // 2
+    xray = block_mean(img.reshape(1, 1, H, W)[..., mh : H - mh, mw : W - mw], downsample)
+    composed = composed and all(s in ds.structure_poses for s in STRUCTURES)  # the xvr-data copy has no femur poses
     with torch.no_grad():
         if composed:
             rendered, pelvis_pose = composed_drr(drr, ds, idx, device)
         else:
             rendered = pelvis_pose = drr(pose.to(device)).cpu()
         # landmarks are projected with the dataset's own (full-resolution) intrinsics
-        projected = _project_full_resolution(drr, ds, pose.to(device)).cpu()
-    annotated = ds.landmarks(idx)
+        projected = _project_full_resolution(drr, ds, pose.to(device), k).cpu()
+    # the xvr-data copy has no 2D landmarks: NaN, which plots as nothing and leaves the error NaN
+    annotated = ds.landmarks(idx) if ds.source == "hdf5" else torch.full_like(projected, float("nan"))
     return dict(
         xray=xray, drr=rendered, drr_pelvis_pose=pelvis_pose, ncc=float(normalized_cross_correlation(xray, rendered)),
         ncc_pelvis_pose=float(normalized_cross_correlation(xray, pelvis_pose)),
@@ -80,12 +84,12 @@ def compare_to_drr(
     )
 
 
-def _project_full_resolution(drr: DRR, ds: DeepFluoroDataset, pose: RigidTransform) -> torch.Tensor:
+def _project_full_resolution(drr: DRR, ds: DeepFluoroDataset, pose: RigidTransform, k: dict) -> torch.Tensor:
     "`drr.perspective_projection` of the fiducials with the detector temporarily set to the dataset's full resolution."
     d = drr.detector
     saved = (d.height, d.width, d.delx, d.dely)
     try:
-        drr.set_intrinsics_(height=ds.height, width=ds.width, delx=ds.delx, dely=ds.dely)
+        drr.set_intrinsics_(height=k["height"], width=k["width"], delx=k["delx"], dely=k["dely"])
         return drr.perspective_projection(pose, ds.subject.fiducials.to(pose.matrix.device, pose.matrix.dtype))
     finally:
         drr.set_intrinsics_(height=saved[0], width=saved[1], delx=saved[2], dely=saved[3])
