@@ -5,15 +5,17 @@
 # %% ../nbs/api/00_data_home.ipynb #516db8c4
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import pooch
+from tqdm import tqdm
 
 # %% auto #0
-__all__ = ['DATA_HOME_ENV', 'data_home', 'display_path', 'atomic_path']
+__all__ = ['DATA_HOME_ENV', 'SIDECAR_SUFFIX', 'data_home', 'display_path', 'atomic_path', 'data_info', 'print_info']
 
 # %% ../nbs/api/00_data_home.ipynb #c8c52b92
 DATA_HOME_ENV = "DIFFDRR_DATA_HOME"  # environment variable that overrides the data home
@@ -73,3 +75,63 @@ def atomic_path(
     finally:
         if tmp.exists():
             tmp.unlink()
+
+# %% ../nbs/api/00_data_home.ipynb #359956bd
+SIDECAR_SUFFIX = ".json"  # `<file>.json` beside a downloaded file records where it came from and how it was verified
+
+
+def data_info(
+    expected: dict[str, str] | None = None,  # {file name in the data home: status shown while it is missing}; listed even when absent
+    generated: dict[str, str] | None = None,  # {folder in the data home: status of the files in it}, for files the package generates
+) -> list[dict]:  # one dict per file: name, path, present, size (bytes, or `None`), status, source, date
+    "Files in the data home with their sizes and verification status (read from their JSON sidecars)."
+    expected, generated = expected or {}, {Path(k).as_posix(): v for k, v in (generated or {}).items()}
+    home = data_home()
+    listed = lambda p: p.is_file() and not p.name.startswith(".") and not p.name.endswith(SIDECAR_SUFFIX)
+    names = sorted(p.name for p in home.iterdir() if listed(p))
+    names = [n for n in expected if n not in names] + names
+    for folder in generated:
+        if (home / folder).is_dir():
+            names += sorted(p.relative_to(home).as_posix() for p in (home / folder).iterdir() if listed(p))
+    rows = []
+    for name in names:
+        path = home / name
+        row = {"name": name, "path": display_path(path), "present": path.exists(),
+               "size": path.stat().st_size if path.exists() else None, "status": "", "source": None, "date": None}
+        sidecar = Path(str(path) + SIDECAR_SUFFIX)
+        if not path.exists():
+            row["status"] = expected[name]
+        elif name.endswith(".part"):
+            row["status"] = "partial download: the next download resumes it"
+        elif sidecar.exists():
+            try:
+                rec = json.loads(sidecar.read_text())
+            except ValueError:
+                rec = {}
+            row["source"], row["date"] = rec.get("url"), rec.get("date")
+            if rec.get("size") != row["size"]:
+                row["status"] = "NOT verified: size differs from the recorded download"
+            elif rec.get("verified") == "zip-crc":
+                row["status"] = "verified by zip CRCs only (published checksum unavailable)"
+            else:
+                row["status"] = f"verified ({rec.get('verified')})"
+        elif name in expected:
+            row["status"] = "not verified (placed by hand)"
+        elif Path(name).parent.as_posix() in generated:
+            row["status"] = generated[Path(name).parent.as_posix()]
+        rows.append(row)
+    return rows
+
+
+def print_info(
+    expected: dict[str, str] | None = None,  # as in `data_info`
+    generated: dict[str, str] | None = None,  # as in `data_info`
+):
+    "Print the data home and what it holds, one line per file of `data_info` (what `diffdrr-data info` shows)."
+    env = os.environ.get(DATA_HOME_ENV, "").strip()
+    home = display_path(data_home())
+    home = str(data_home()) if home == "<data home>" else home  # outside ~: the full path is the useful answer
+    print(f"data home: {home}  ({f'from ${DATA_HOME_ENV}' if env else f'default; set ${DATA_HOME_ENV} to change'})")
+    for row in data_info(expected, generated):
+        size = "-" if row["size"] is None else tqdm.format_sizeof(row["size"], "B", 1000)
+        print(f"  {row['name']:<58} {size:>9}  {row['status']}")
