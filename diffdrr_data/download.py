@@ -81,11 +81,6 @@ def _short_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:200]}"
 
 
-def _human(n) -> str:
-    "Bytes as a short string in decimal units (tqdm's), or '-' when unknown."
-    return "-" if n is None else tqdm.format_sizeof(n, "B", 1000)
-
-
 def _offline_message(url: str, dest_dir: Path, reason: str) -> str:
     host = urlparse(url).netloc or url
     return (
@@ -282,28 +277,17 @@ def __call__(
     os.replace(self.part_file, output_file)
 
 # %% ../nbs/api/06_download.ipynb #de370385
-def _unsafe_name(name: str) -> bool:
-    "Whether a zip member name is absolute (POSIX or Windows) or has a `..` component."
-    n = name.replace("\\", "/")
-    return n.startswith("/") or re.match(r"^[A-Za-z]:", n) is not None or ".." in n.split("/")
-
-
 def safe_member(
     zf: zipfile.ZipFile,  # an open archive
     wanted: str = REAL_FILENAME,  # base name of the member to return
-) -> zipfile.ZipInfo:  # the member whose base name is `wanted`
-    "The member named `wanted`; `DownloadError` if any member's path is unsafe or if `wanted` is missing or repeated."
-    bad = [i.filename for i in zf.infolist() if _unsafe_name(i.filename)]
-    if bad:
-        raise DownloadError(
-            f"Refusing the archive {display_path(zf.filename) if zf.filename else '(in memory)'}: member name(s) {bad[:5]} are absolute or contain '..', "
-            "so extracting them could write outside the data folder. The archive is not the published one."
-        )
+) -> zipfile.ZipInfo:  # the one member whose base name is `wanted` (its name is never used as a path)
+    "The one member named `wanted`, in any folder of the archive; `DownloadError` if it is missing or repeated."
     hits = [i for i in zf.infolist() if not i.is_dir() and i.filename.replace("\\", "/").split("/")[-1] == wanted]
     if len(hits) != 1:
         names = [i.filename for i in zf.infolist()][:10]
         what = "no member" if not hits else f"{len(hits)} members"
-        raise DownloadError(f"The archive {zf.filename} has {what} named {wanted}; its members: {names}")
+        where = display_path(zf.filename) if zf.filename else "(in memory)"
+        raise DownloadError(f"The archive {where} has {what} named {wanted}; its members: {names}")
     return hits[0]
 
 # %% ../nbs/api/06_download.ipynb #ea17d031
@@ -351,7 +335,7 @@ def _quiet_pooch():
 
 # %% ../nbs/api/06_download.ipynb #f71de763
 def _check_zip(zip_path: Path, crc_only: bool) -> zipfile.ZipInfo:
-    "Open the archive, refuse unsafe names, and (when no published checksum was had) check every CRC."
+    "Open the archive, find the member, and (when no published checksum was had) check every CRC."
     try:
         with zipfile.ZipFile(zip_path) as zf:
             member = safe_member(zf)
@@ -365,7 +349,7 @@ def _check_zip(zip_path: Path, crc_only: bool) -> zipfile.ZipInfo:
 
 
 def _extract_checked(zip_path: Path, member: zipfile.ZipInfo, final: Path, n_projections: int, progress: bool):
-    "Extract `member` beside `final`, check its layout, and rename it into place (atomically)."
+    "Extract `member` beside `final`, check its layout, and rename it into place (atomically, with the usual permissions)."
     free = shutil.disk_usage(final.parent).free
     if member.file_size > free:
         raise DownloadError(f"Not enough disk space in {display_path(final.parent)} to extract {member.file_size / 1e9:.2f} GB "
@@ -386,9 +370,6 @@ def _extract_checked(zip_path: Path, member: zipfile.ZipInfo, final: Path, n_pro
         except DeepFluoroFormatError as e:
             raise DownloadError(f"The downloaded file does not have the DeepFluoro layout, so it was not installed: {e.problem}"
                                 f"{' at ' + repr(e.h5path) if e.h5path else ''}") from None
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # temporary files are private; the data file gets the usual permissions
     return counts
 
 
@@ -482,7 +463,7 @@ def download_deepfluoro(
         except DownloadError as e:
             meta, unverified = {"checksum": None, "size": None, "filename": None}, str(e)
         _check_free_space(dest_dir, zip_path, meta["size"])
-        size_note = f" ({_human(meta['size'])})" if meta["size"] else ""
+        size_note = f" ({tqdm.format_sizeof(meta['size'], 'B', 1000)})" if meta["size"] else ""
         say(f"Downloading DeepFluoro{size_note} from {url}\n  to {display_path(dest_dir)}")
         downloader = ResumableDownloader(zip_path.with_name(ZIP_FILENAME + ".part"), meta["size"], progress, timeout,
                                          retries, deadline=deadline)
