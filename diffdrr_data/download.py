@@ -6,21 +6,26 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import sys
+import threading
 import time
 import warnings
 import zipfile
 import zlib
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pooch
 from fastcore.basics import patch
+from fastcore.xtras import modified_env
 import requests
 import urllib3
 from tqdm import tqdm
@@ -33,7 +38,7 @@ from .synthetic import synthetic_deepfluoro
 __all__ = ['DEEPFLUORO_DOI', 'DEEPFLUORO_URL', 'DEEPFLUORO_METADATA_URL', 'URL_ENV', 'METADATA_URL_ENV', 'ZIP_FILENAME',
            'CONNECT_DEADLINE', 'CHUNK_BYTES', 'resolve_urls', 'DownloadError', 'ChecksumUnavailableWarning',
            'parse_dataverse_metadata', 'archive_metadata', 'ResumableDownloader', 'safe_member', 'download_deepfluoro',
-           'deepfluoro_path', 'real_or_synthetic_file']
+           'deepfluoro_path', 'real_or_synthetic_file', 'FakeArchive']
 
 # %% ../nbs/api/06_download.ipynb #e3927caa
 DEEPFLUORO_DOI = "doi:10.7281/T1/IFSXNV/EAN9GH"  # persistent identifier of the zip in the JHU archive
@@ -509,3 +514,90 @@ def real_or_synthetic_file(
     if verbose:
         print(f"Using the {'real DeepFluoro' if real else 'synthetic DeepFluoro-format'} file {display_path(path)}")
     return path, real
+
+# %% ../nbs/api/06_download.ipynb #52183bd7
+class _FakeArchiveHandler(BaseHTTPRequestHandler):
+    "Answers for `FakeArchive` (`self.server.archive`): the zip with Range support, and its Dataverse metadata."
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep notebooks quiet
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None):
+        self.send_response(status)
+        for k, v in {"Content-Type": ctype, "Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        archive = self.server.archive
+        if archive.gone:
+            return self._send(404, b"not found", "text/plain")
+        if self.path.startswith("/api/files/meta"):
+            if not archive.metadata:
+                return self._send(404, b'{"status": "ERROR"}', "application/json")
+            body = json.dumps({"status": "OK", "data": {"label": ZIP_FILENAME, "dataFile": {
+                "filename": ZIP_FILENAME, "filesize": len(archive.payload),
+                "md5": archive.md5, "checksum": {"type": "MD5", "value": archive.md5}}}}).encode()
+            return self._send(200, body, "application/json")
+        if self.path != "/file.zip":
+            return self._send(404, b"not found", "text/plain")
+        archive.file_requests += 1
+        rng, data, start, status = self.headers.get("Range"), archive.payload, 0, 200
+        m = re.match(r"bytes=(\d+)-$", rng or "")
+        if m and archive.ranges:
+            start = int(m.group(1))
+            if start >= len(data):
+                archive.log.append((self.path, rng, 416))
+                return self._send(416, b"", "text/plain")
+            status = 206
+        archive.log.append((self.path, rng, status))
+        headers = {"Accept-Ranges": "bytes"} if archive.ranges else {}
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        body = data[start:]
+        if archive.drop_first_after is None or archive.file_requests > 1:
+            return self._send(status, body, "application/zip", headers)
+        self.send_response(status)  # promise everything, send a part, hang up
+        for k, v in {"Content-Type": "application/zip", "Content-Length": str(len(body)), **headers}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body[: archive.drop_first_after])
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+# %% ../nbs/api/06_download.ipynb #6fb445bb
+class FakeArchive:
+    "A Dataverse archive stand-in on 127.0.0.1, for tests and tutorials; while it runs, the download URLs point at it."
+
+    def __init__(
+        self,
+        payload: bytes = b"",  # the zip served at `/file.zip`
+        md5: str | None = None,  # the MD5 its metadata publishes; `None`: the payload's own
+        metadata: bool = True,  # answer `/api/files/meta` with the size and MD5 (`False`: 404)
+        ranges: bool = True,  # honour `Range` requests (`False`: always the whole file, status 200)
+        drop_first_after: int | None = None,  # bytes after which the first `/file.zip` answer is cut off
+        gone: bool = False,  # answer 404 to everything, as the JHU archive is reported to since February 2026
+    ):
+        self.payload, self.metadata, self.ranges, self.drop_first_after = payload, metadata, ranges, drop_first_after
+        self.md5, self.gone = md5 or hashlib.md5(payload).hexdigest(), gone
+        self.log, self.file_requests = [], 0  # log: (path, Range header, status) of each request for the file
+
+    def __enter__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeArchiveHandler)
+        self.server.daemon_threads, self.server.archive = True, self
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url, self.metadata_url = f"{base}/file.zip", f"{base}/api/files/meta?persistentId=doi:test"
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        self._env = ExitStack()
+        self._env.enter_context(modified_env(**{URL_ENV: self.url, METADATA_URL_ENV: self.metadata_url}))
+        return self
+
+    def __exit__(self, *exc):
+        self._env.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
