@@ -34,13 +34,8 @@ from .data_home import atomic_path, data_home, display_path
 from .geometry import project_points
 
 # %% auto #0
-__all__ = ['HU_AIR', 'HU_FAT', 'HU_REF', 'HU_MUSCLE', 'CORTEX_HU', 'MARROW_HU', 'VOLUME_SHAPE', 'DESIGN_SCALE', 'LANDMARK_BONE',
-           'ATTENUATION_PER_HU', 'CAMERA_FROM_LPS', 'SOURCE_TO_ISOCENTRE', 'FLIP_IN_PLANE', 'FEMUR_LABELS',
-           'FEMUR_FLEXION_DEG', 'FEMUR_ABDUCTION_DEG', 'FEMUR_ROTATION_DEG', 'GOOD_FOV_FRACTION',
-           'COLLIMATOR_ATTENUATION', 'SYNTHETIC_VERSION', 'intrinsic_matrix', 'pixel_spacing', 'Ellipsoid', 'ellipsoid',
-           'rod', 'rotation_about', 'Phantom', 'pelvis_phantom', 'union_occupancy', 'voxelize', 'ray_lengths',
-           'line_integral', 'is_upside_down', 'aimed_hip', 'view_pose', 'femur_motion', 'label_voxels',
-           'femur_fov_fraction', 'raw_xray', 'specimen_phantom', 'synthetic_view', 'write_synthetic_deepfluoro',
+__all__ = ['SOURCE_TO_ISOCENTRE', 'SYNTHETIC_VERSION', 'Ellipsoid', 'ellipsoid', 'rod', 'rotation_about', 'union_occupancy',
+           'ray_lengths', 'aimed_hip', 'SyntheticView', 'synthetic_view', 'write_synthetic_deepfluoro',
            'synthetic_folder', 'synthetic_deepfluoro']
 
 # %% ../nbs/api/05_synthetic.ipynb #0636617d
@@ -481,9 +476,21 @@ def line_integral(
             add(phantom.bones[label], HU_FAT - HU_MUSCLE, cam_from_local, within=phantom.muscle[0])
     return L, seg
 
+# %% ../nbs/api/05_synthetic.ipynb #bd56c692
+SOURCE_TO_ISOCENTRE = 632.0  # distance from the source to the centre of the CT grid (mm)
+
+
+def aimed_hip(
+    specimen: int,  # subject number (1-6)
+    view: int,  # view index within the specimen
+) -> str | None:  # "left", "right", or None for a view of the whole pelvis
+    "The hip a view of the synthetic file is centred on: one view in three, the left hip on odd specimens, the right on even."
+    if (specimen + view) % 3 != 2:
+        return None
+    return "left" if specimen % 2 else "right"
+
 # %% ../nbs/api/05_synthetic.ipynb #e1a1f3fb
 CAMERA_FROM_LPS = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # left -> +col, posterior -> +z (source), superior -> -row
-SOURCE_TO_ISOCENTRE = 632.0  # distance from the source to the centre of the CT grid (mm)
 FLIP_IN_PLANE = np.diag([-1.0, -1.0, 1.0, 1.0])  # camera rolled 180 degrees about its principal axis
 
 
@@ -506,15 +513,6 @@ def is_upside_down(
     "Whether the view is stored upside-down (`rot-180-for-up = 1`) in the synthetic file."
     return view % 3 == 1 if views_per_specimen > 1 else specimen % 2 == 0
 
-
-def aimed_hip(
-    specimen: int,  # subject number (1-6)
-    view: int,  # view index within the specimen
-) -> str | None:  # "left", "right", or None for a view of the whole pelvis
-    "The hip a view of the synthetic file is centred on: one view in three, the left hip on odd specimens, the right on even."
-    if (specimen + view) % 3 != 2:
-        return None
-    return "left" if specimen % 2 else "right"
 
 # %% ../nbs/api/05_synthetic.ipynb #2a812199
 def view_pose(
@@ -633,6 +631,23 @@ def specimen_phantom(
     return pelvis_phantom().scaled(factors), origin
 
 # %% ../nbs/api/05_synthetic.ipynb #a4550c60
+@dataclass(eq=False)
+class SyntheticView:
+    "One view of a synthetic file, everything it stores and the ground truth behind it; femur entries are keyed by side."
+
+    cam_to_pelvis: np.ndarray  # (4, 4) T, `gt-poses/cam-to-pelvis-vol`
+    cam_to_femur: dict  # side -> (4, 4) inv(F) T, `gt-poses/cam-to-{side}-femur-vol`
+    femur_motion: dict  # side -> (4, 4) F, the femur's motion in CT (LPS) space (not stored)
+    fov_fraction: dict  # side -> fraction of the femur's voxels inside the collimated image (not stored)
+    good_fov: dict  # side -> bool, `gt-poses/{side}-femur-good-fov`
+    upside_down: bool  # `rot-180-for-up`
+    aimed_hip: str | None  # "left", "right", or None for a view of the whole pelvis (not stored)
+    L: np.ndarray | None  # (size, size) float64 noiseless line integrals (not stored; None once written)
+    image: np.ndarray  # (size, size) float32 raw X-ray, `image/pixels`
+    seg: np.ndarray  # (size, size) uint8 label image, `gt-seg/pixels`
+    landmarks: np.ndarray  # (14, 2) (col, row) pixels of `LANDMARK_NAMES`, `gt-landmarks`
+
+
 def synthetic_view(
     seed: int,  # the file's seed
     specimen: int,  # subject number (1-6)
@@ -641,7 +656,7 @@ def synthetic_view(
     size: int = REAL_SIZE,  # rows = columns of the X-ray (pixels)
     labels: np.ndarray | None = None,  # (Z, Y, X) the specimen's label map, from `voxelize`; computed when None
     principal_point: tuple | None = None,  # (col, row) of the principal point (pixels, centres at integers); None: the centre
-) -> dict:  # cam_to_pelvis, cam_to_femur, femur_motion, fov_fraction, good_fov, upside_down, aimed_hip, L, image, seg, landmarks
+) -> SyntheticView:
     "One view of a synthetic file: the X-ray cast with each femur at its own pose, and all its ground truth."
     K, E = intrinsic_matrix(size, principal_point), REAL_EXTRINSIC
     phantom, origin = specimen_phantom(seed, specimen)
@@ -651,18 +666,18 @@ def synthetic_view(
     to_local[:3, 3] = centre  # local coordinates -> LPS
     hip, flipped = aimed_hip(specimen, view), is_upside_down(view, specimen, views_per_specimen) and principal_point is None
     T = view_pose(seed, specimen, view, flipped, centre, E, None if hip is None else phantom.landmarks[f"FH-{hip[0]}"])
-    out = dict(cam_to_pelvis=T, upside_down=flipped, aimed_hip=hip, femur_motion={}, cam_to_femur={}, fov_fraction={}, good_fov={})
+    motion, cam_to_femur, fov_fraction, good_fov = {}, {}, {}, {}
     for side, label in FEMUR_LABELS.items():
         F = femur_motion(seed, specimen, view, side, phantom.landmarks[f"FH-{side[0]}"] + centre)  # of CT (LPS) space
-        out["femur_motion"][side], out["cam_to_femur"][side] = F, np.linalg.inv(F) @ T
-        fraction = femur_fov_fraction(label_voxels(labels, origin, label), out["cam_to_femur"][side], E, K, size)
-        out["fov_fraction"][side], out["good_fov"][side] = fraction, fraction >= GOOD_FOV_FRACTION
-    motions = {FEMUR_LABELS[s]: np.linalg.inv(to_local) @ F @ to_local for s, F in out["femur_motion"].items()}
-    out["L"], out["seg"] = line_integral(phantom, E @ np.linalg.inv(T) @ to_local, K, size, motions)
-    out["image"] = raw_xray(out["L"], np.random.default_rng([seed, specimen, 2, view]))
+        motion[side], cam_to_femur[side] = F, np.linalg.inv(F) @ T
+        fraction = femur_fov_fraction(label_voxels(labels, origin, label), cam_to_femur[side], E, K, size)
+        fov_fraction[side], good_fov[side] = fraction, fraction >= GOOD_FOV_FRACTION
+    motions = {FEMUR_LABELS[s]: np.linalg.inv(to_local) @ F @ to_local for s, F in motion.items()}
+    L, seg = line_integral(phantom, E @ np.linalg.inv(T) @ to_local, K, size, motions)
+    image = raw_xray(L, np.random.default_rng([seed, specimen, 2, view]))
     lms = np.stack([phantom.landmarks[n] for n in LANDMARK_NAMES]) + centre
-    out["landmarks"] = project_points(lms, T, E, K)  # all fourteen, FH included, with the pelvis pose
-    return out
+    landmarks = project_points(lms, T, E, K)  # all fourteen, FH included, with the pelvis pose
+    return SyntheticView(T, cam_to_femur, motion, fov_fraction, good_fov, flipped, hip, L, image, seg, landmarks)
 
 # %% ../nbs/api/05_synthetic.ipynb #31df577d
 def _dataset(group, name, value, compress=False):
@@ -697,17 +712,17 @@ def _write_specimen(g: h5py.Group, phantom: Phantom, origin: np.ndarray, hu: np.
         _dataset(g, f"vol-landmarks/{name}", (phantom.landmarks[name] + centre).reshape(3, 1))
 
 
-def _write_view(g: h5py.Group, view: dict, spacing: float):
-    _image_group(g.create_group("image"), view["image"], [spacing, spacing], [0.0, 0.0])
-    _image_group(g.create_group("gt-seg"), view["seg"], [spacing, spacing], [0.0, 0.0])
-    _dataset(g, "rot-180-for-up", np.uint8(view["upside_down"]))
-    for name, p in zip(LANDMARK_NAMES, view["landmarks"]):
+def _write_view(g: h5py.Group, view: SyntheticView, spacing: float):
+    _image_group(g.create_group("image"), view.image, [spacing, spacing], [0.0, 0.0])
+    _image_group(g.create_group("gt-seg"), view.seg, [spacing, spacing], [0.0, 0.0])
+    _dataset(g, "rot-180-for-up", np.uint8(view.upside_down))
+    for name, p in zip(LANDMARK_NAMES, view.landmarks):
         _dataset(g, f"gt-landmarks/{name}", p.reshape(2, 1))
-    _dataset(g, "gt-poses/cam-to-pelvis-vol", view["cam_to_pelvis"])
+    _dataset(g, "gt-poses/cam-to-pelvis-vol", view.cam_to_pelvis)
     for side in FEMUR_LABELS:
-        _dataset(g, f"gt-poses/cam-to-{side}-femur-vol", view["cam_to_femur"][side])
+        _dataset(g, f"gt-poses/cam-to-{side}-femur-vol", view.cam_to_femur[side])
     for side in FEMUR_LABELS:
-        _dataset(g, f"gt-poses/{side}-femur-good-fov", np.uint8(view["good_fov"][side]))
+        _dataset(g, f"gt-poses/{side}-femur-good-fov", np.uint8(view.good_fov[side]))
 
 # %% ../nbs/api/05_synthetic.ipynb #c95aeebf
 def write_synthetic_deepfluoro(
@@ -734,7 +749,7 @@ def write_synthetic_deepfluoro(
     def make_view(job):
         number, view = job
         out = synthetic_view(seed, number, view, views_per_specimen, size, labels=specimens[number][3], principal_point=principal_point)
-        del out["L"]  # not stored: keep only what is written while the other views wait
+        out.L = None  # not stored: keep only what is written while the other views wait
         return out
 
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool, atomic_path(path) as tmp:
