@@ -19,9 +19,11 @@ from diffdrr.pose import RigidTransform
 from fastcore.basics import patch
 from torchio import LabelMap, ScalarImage
 
+from .checks import check_number
 from .data_home import data_home, display_path
 from .download import DownloadError, download_deepfluoro
 from diffdrr_data.geometry import (
+    RAS_FROM_LPS,
     DetectorIntrinsics,
     deepfluoro_to_diffdrr_pixels,
     deepfluoro_to_diffdrr_pose,
@@ -45,11 +47,12 @@ from diffdrr_data.layout import (
 )
 from .metrics import registration_metrics
 from .preprocess import preprocess
+from .synthetic import synthetic_deepfluoro
 from .xvr_data import XvrDataFormatError, read_xvr_camera, read_xvr_image, xvr_subject_folder, xvr_view_names
 
 # %% auto #0
-__all__ = ['RAS_FROM_LPS', 'ZYX_TO_XYZ', 'STRUCTURES', 'FEMURS', 'SOURCES', 'LACKS', 'NotInSourceError', 'DeepFluoroDataset',
-           'find_deepfluoro']
+__all__ = ['ZYX_TO_XYZ', 'STRUCTURES', 'FEMURS', 'SOURCES', 'LACKS', 'NotInSourceError', 'DeepFluoroDataset', 'find_deepfluoro',
+           'composed_drr']
 
 # %% ../nbs/api/09_deepfluoro.ipynb #48b1c109
 def _validate_multiplier(value) -> float:
@@ -92,7 +95,6 @@ def _image_affine(group: h5py.Group) -> np.ndarray:
     return affine
 
 
-RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # torchio's world is RAS+; the file's is LPS
 ZYX_TO_XYZ = np.array([[0.0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])  # stored index (k, j, i) -> (i, j, k)
 
 
@@ -181,13 +183,22 @@ class DeepFluoroDataset(torch.utils.data.Dataset):
 def find_deepfluoro(
     download: bool = True,  # fetch the real data (archive first, then the Hub) when the data home has none
     progress: bool = True,  # show download progress
-) -> Path:  # the HDF5 file, or the root folder of a verified xvr-data copy
-    "The real DeepFluoro data in the data home: the HDF5 file, else an xvr-data copy; downloaded if missing."
+    synthetic: bool = False,  # when the data home has no real data, use the synthetic file instead (never downloads)
+    verbose: bool = False,  # print which data is used (the real file, the xvr-data copy or the synthetic file)
+) -> Path:  # the HDF5 file, the root folder of a verified xvr-data copy, or (`synthetic`) the synthetic file
+    "The DeepFluoro data in the data home: the HDF5 file, else an xvr-data copy; else the synthetic file or a download."
+    say = print if verbose else (lambda *args: None)
     h5 = data_home() / REAL_FILENAME
     if h5.is_file():
+        say(f"Using the real DeepFluoro file {display_path(h5)}")
         return h5
     if (root := xvr_data_root("deepfluoro")) is not None:
+        say(f"Using the xvr-data copy of DeepFluoro {display_path(root)} (it lacks {LACKS['xvr-data']})")
         return root
+    if synthetic:
+        path = synthetic_deepfluoro()
+        say(f"Using the synthetic DeepFluoro-format file {display_path(path)}")
+        return path
     if not download:
         raise FileNotFoundError(
             f"No DeepFluoro data in the data home {display_path(data_home())}: neither {REAL_FILENAME} nor a verified "
@@ -332,8 +343,7 @@ def drr(
     **kwargs,  # further arguments of `diffdrr.drr.DRR` (e.g. `patch_size`, `renderer`)
 ) -> DRR:
     "A `diffdrr.drr.DRR` of `ds.subject` with view `idx`'s intrinsics, `downsample` times coarser."
-    if isinstance(downsample, bool) or not isinstance(downsample, (int, float)) or not downsample >= 1:
-        raise ValueError(f"downsample must be a number >= 1, got {downsample!r}")
+    check_number(downsample, "downsample", low=1)
     drr = DRR(self.subject, **self.intrinsics(idx), **kwargs)
     if downsample != 1:
         drr.rescale_detector_(1 / downsample)
@@ -586,12 +596,12 @@ def pose(
     self: DeepFluoroDataset,
     idx: int,  # view index, negative counts from the end
     structure: str = "pelvis",  # "pelvis", "left-femur" or "right-femur"
-):  # RigidTransform of batch 1 (camera-to-world), like `ds[idx][1]`; batchless: a (4, 4) tensor
-    "Ground-truth DiffDRR pose of `structure` in view `idx`; `ds.pose(idx)` is `ds[idx][1]`."
+):  # RigidTransform of batch 1 (camera-to-world), whatever `batchless` says
+    "Ground-truth DiffDRR pose of `structure` in view `idx`; `ds.pose(idx)` is `ds[idx][1]` (batchless: its matrix)."
     if _check_structure(structure) not in self.structure_poses:
         raise NotInSourceError(f"The {structure} pose", self)
     matrix = self.structure_poses[structure][self._index(idx)]
-    return matrix if self.batchless else RigidTransform(matrix[None])
+    return RigidTransform(matrix[None])
 
 
 @patch
@@ -673,3 +683,19 @@ def evaluate(
     "Registration errors of `pose` against the ground-truth pose of `structure` in view `idx` (`registration_metrics`)."
     truth, points, d = self.pose(idx, structure), self.evaluation_points(structure), self._intrinsics[self._index(idx)]
     return registration_metrics(points, truth, pose, _drr_intrinsic(d), d.delx, d.focal_len, self.subject.reorient)
+
+# %% ../nbs/api/09_deepfluoro.ipynb #31480362
+def composed_drr(
+    drr: DRR,  # a DRR of `ds.subject` (any detector size, e.g. `ds.drr(i, downsample=8)`)
+    ds: DeepFluoroDataset,  # the dataset the view comes from (with femur poses: the HDF5 file)
+    idx: int,  # view index
+    device: str | torch.device | None = None,  # torch device of `drr`; default: the CPU
+) -> tuple[torch.Tensor, torch.Tensor]:  # (composed, pelvis pose alone), each (1, 1, h, w), on the CPU
+    "View `idx` with every structure rendered from its own ground-truth pose, and everything from the pelvis pose."
+    poses = RigidTransform(torch.cat([ds.pose(idx, s).matrix for s in STRUCTURES]).to(device or "cpu"))
+    with torch.no_grad():
+        channels = drr(poses, mask_to_channels=True).cpu()  # (3, labels, h, w): pelvis, left femur, right femur poses
+    pelvis_pose_alone = channels[0].sum(0)
+    left, right = (STRUCTURES[f][0] for f in FEMURS)  # the femurs' labels, 5 and 6
+    composed = pelvis_pose_alone - channels[0, left] - channels[0, right] + channels[1, left] + channels[2, right]
+    return composed[None, None], pelvis_pose_alone[None, None]

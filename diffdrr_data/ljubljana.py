@@ -26,18 +26,17 @@ from fastcore.basics import patch
 from torchio import ScalarImage
 
 import diffdrr_data
+from .checks import check_int
 from .data_home import atomic_path, data_home, display_path
-from .deepfluoro import RAS_FROM_LPS
 from .download import safe_member
-from .geometry import (DEEPFLUORO_FROM_DIFFDRR_CAMERA, deepfluoro_to_diffdrr_pixels, deepfluoro_to_diffdrr_pose,
-                                   detector_intrinsics, diffdrr_to_xvr_camera, xvr_projection, xvr_to_diffdrr_camera)
+from .geometry import (DEEPFLUORO_FROM_DIFFDRR_CAMERA, RAS_FROM_LPS, deepfluoro_to_diffdrr_pixels,
+                                   deepfluoro_to_diffdrr_pose, detector_intrinsics, project_points, diffdrr_to_xvr_camera, xvr_projection, xvr_to_diffdrr_camera)
 from .hub import download_xvr_data, xvr_data_root
 from .ljubljana_synthetic import (BACKGROUND_THRESHOLD, H5_MAX_VIEWS, H5_VIEWS, LJUBLJANA_FILENAME, VIEWS,
                                               XVR_MAX_NAMES, LjubljanaFormatError, check_ljubljana_layout,
                                               check_ljubljana_subject, ljubljana_intrinsic, read_h5_array, subject_group,
                                               synthetic_ljubljana, volume_affine)
 from .metrics import block_mean, registration_metrics
-from .synthetic import project_landmarks
 from .xvr_data import (XvrDataFormatError, read_xvr_camera, read_xvr_image, write_nifti, write_xvr_camera,
                                    write_xvr_image, xvr_subject_folder, xvr_view_names)
 
@@ -171,15 +170,23 @@ def ljubljana_from_zip(
 def find_ljubljana(
     download: bool = True,  # download the xvr-data copy when the data home has no Ljubljana data
     progress: bool = True,  # show download progress
-) -> Path:  # ljubljana.h5, or the root folder of a verified xvr-data copy
-    "The real Ljubljana data in the data home: ljubljana.h5 (or its zip), else an xvr-data copy; downloaded if missing."
+    synthetic: bool = False,  # when the data home has no real data, use the synthetic file instead (never downloads)
+    verbose: bool = False,  # print which data is used
+) -> Path:  # ljubljana.h5, the root folder of a verified xvr-data copy, or (`synthetic`) the synthetic file
+    "The Ljubljana data in the data home: ljubljana.h5 (or its zip), else an xvr-data copy; else the synthetic file or a download."
+    say = print if verbose else (lambda *args: None)
     home = data_home()
-    if (home / LJUBLJANA_FILENAME).is_file():
-        return home / LJUBLJANA_FILENAME
-    if (home / LJUBLJANA_ZIP).is_file():
-        return ljubljana_from_zip(home / LJUBLJANA_ZIP)
+    if (home / LJUBLJANA_FILENAME).is_file() or (home / LJUBLJANA_ZIP).is_file():
+        path = home / LJUBLJANA_FILENAME if (home / LJUBLJANA_FILENAME).is_file() else ljubljana_from_zip(home / LJUBLJANA_ZIP)
+        say(f"Using the real Ljubljana file {display_path(path)}")
+        return path
     if (root := xvr_data_root("ljubljana")) is not None:
+        say(f"Using the xvr-data copy of Ljubljana {display_path(root)}")
         return root
+    if synthetic:
+        path = synthetic_ljubljana()
+        say(f"Using the synthetic Ljubljana-format file {display_path(path)}")
+        return path
     if not download:
         raise FileNotFoundError(
             f"No Ljubljana data in the data home {display_path(home)}: neither {LJUBLJANA_FILENAME} (or {LJUBLJANA_ZIP}, the "
@@ -423,7 +430,8 @@ def __getitem__(
 ):  # (img (1, 1, H, W) float32, pose RigidTransform); batchless: (img (1, H, W), pose (4, 4))
     "View `idx`: the DSA image (preprocessed unless `preprocess=False`) and its ground-truth DiffDRR pose (`ds.pose(idx)`)."
     idx = self._index(idx)
-    return self._batch(self._image(idx)), self.pose(idx)
+    pose = self.poses[idx]
+    return self._batch(self._image(idx)), pose if self.batchless else RigidTransform(pose[None])
 
 
 @patch
@@ -436,10 +444,9 @@ def __iter__(self: LjubljanaDataset):
 def pose(
     self: LjubljanaDataset,
     idx: int,  # view index
-):  # RigidTransform of batch 1 (camera-to-world); batchless: a (4, 4) tensor
-    "Ground-truth DiffDRR pose of view `idx` (the one `ds[idx]` returns)."
-    matrix = self.poses[self._index(idx)]
-    return matrix if self.batchless else RigidTransform(matrix[None])
+):  # RigidTransform of batch 1 (camera-to-world), whatever `batchless` says
+    "Ground-truth DiffDRR pose of view `idx` (the one `ds[idx]` returns; batchless: its matrix)."
+    return RigidTransform(self.poses[self._index(idx)][None])
 
 
 @patch
@@ -459,8 +466,7 @@ def coarse_grid(
     downsample: int,  # side of the blocks of pixels averaged into one
 ) -> tuple:  # (pixels of the coarse side, pixels left out at each edge)
     "The coarse pixels that fit in `n` with equal margins at both edges (one fewer where that makes the margins equal)."
-    if isinstance(downsample, bool) or not isinstance(downsample, (int, np.integer)) or downsample < 1:
-        raise ValueError(f"downsample must be a positive integer, got {downsample!r}")
+    downsample = check_int(downsample, "downsample", low=1)
     m = n // downsample
     if (n - m * downsample) % 2:
         if downsample % 2 == 0:
@@ -524,7 +530,7 @@ def landmarks(
     "The fiducials where the source's own camera model puts them in view `idx` (`K E` of the file; the copy's contract)."
     idx, d = self._index(idx), self._intrinsics[self._index(idx)]
     if self.source == "hdf5":
-        uv = project_landmarks(self._points_lps(), np.eye(4), self.extrinsic_matrices[idx], self.intrinsic_matrices[idx])
+        uv = project_points(self._points_lps(), np.eye(4), self.extrinsic_matrices[idx], self.intrinsic_matrices[idx])
     else:
         pose, intrinsics = self._xvr_cameras[idx]
         uv = xvr_projection(pose, intrinsics, self._points_world)

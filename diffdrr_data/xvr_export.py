@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 import diffdrr_data
 from .data_home import atomic_path, display_path
-from .deepfluoro import RAS_FROM_LPS, ZYX_TO_XYZ, DeepFluoroDataset, find_deepfluoro
-from .geometry import DetectorIntrinsics, diffdrr_to_xvr_camera
+from .deepfluoro import ZYX_TO_XYZ, DeepFluoroDataset, find_deepfluoro
+from .geometry import RAS_FROM_LPS, DetectorIntrinsics, diffdrr_to_xvr_camera
 from .hub import XVR_DATA_REVISION
 from .layout import SPECIMENS, collimator_border
 from .xvr_data import write_nifti, write_xvr_camera, write_xvr_image
