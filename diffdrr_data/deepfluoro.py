@@ -20,7 +20,7 @@ from fastcore.basics import patch
 from torchio import LabelMap, ScalarImage
 
 from .checks import check_number
-from .data_home import data_home, display_path
+from .data_home import DATA_HOME_ENV, data_home, display_path
 from .download import DownloadError, download_deepfluoro
 from diffdrr_data.geometry import (
     RAS_FROM_LPS,
@@ -203,7 +203,8 @@ def find_deepfluoro(
         raise FileNotFoundError(
             f"No DeepFluoro data in the data home {display_path(data_home())}: neither {REAL_FILENAME} nor a verified "
             "xvr-data copy. Run `diffdrr-data download deepfluoro` (or `--source xvr-data`), pass filename= a file or "
-            "folder you have, or use the synthetic file: diffdrr_data.synthetic.synthetic_deepfluoro()."
+            "folder you have, use the synthetic file (diffdrr_data.synthetic.synthetic_deepfluoro()), or set "
+            f"{DATA_HOME_ENV} to the folder that holds the data."
         )
     try:
         return download_deepfluoro(progress=progress)
