@@ -17,6 +17,7 @@ import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from .checks import DatasetFormatError
 from .data_home import atomic_path
 from .geometry import XVR_INTRINSICS
 from .layout import is_rigid
@@ -29,12 +30,17 @@ __all__ = ['XVR_PARTS', 'XvrDataFormatError', 'xvr_subject_folder', 'read_xvr_ca
 XVR_PARTS = ("deepfluoro", "ljubljana")  # the datasets an xvr-data copy holds, one folder each
 
 
-class XvrDataFormatError(ValueError):
-    "A file of an xvr-data copy is missing or is not what the layout says."
+class XvrDataFormatError(DatasetFormatError):
+    "A file of an xvr-data copy is missing or is not what the layout says (a `checks.DatasetFormatError`)."
+    layout = "xvr-data"
 
-    def __init__(self, path, problem: str):
-        self.path, self.problem = Path(path), problem
-        super().__init__(f"{self.path}: {problem}")
+    def __init__(
+        self,
+        path,  # the file or folder of the copy
+        problem: str,  # what is wrong, and what would be right
+    ):
+        self.path, self.filename, self.where, self.problem = Path(path), str(path), "", problem
+        ValueError.__init__(self, f"{self.path}: {problem}")  # the path says which file: no "not a valid ... file" needed
 
 # %% ../nbs/api/07_xvr_data.ipynb #0b6c8aab
 def xvr_subject_folder(
