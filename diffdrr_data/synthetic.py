@@ -14,7 +14,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar on stderr, as documented, in a notebook too (tqdm.auto would draw a widget there)
 
 from diffdrr_data.layout import (
     INITIAL_ENERGY,
