@@ -17,6 +17,7 @@ def check_int(
     name: str,  # how the caller spells the argument in messages (e.g. "downsample", "--subject")
     low: int | None = None,  # smallest allowed value (inclusive); None: no lower bound
     high: int | None = None,  # largest allowed value (inclusive); None: no upper bound
+    why: str | None = None,  # what the value means, added to messages (e.g. "pixels per side of the X-rays")
 ) -> int:  # `value` as a Python `int`
     "`value` as an `int`, if it is an integer (not a bool) within `[low, high]`; else an error naming `name` and the valid range."
     if low is not None and high is not None:
@@ -27,6 +28,7 @@ def check_int(
         valid = f"an integer <= {high}"
     else:
         valid = "an integer"
+    valid += f" ({why})" if why else ""
     if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be {valid}, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):

@@ -6,20 +6,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
-from .data_home import atomic_path
+from .checks import DatasetFormatError, check_int
 
 # %% auto #0
 __all__ = ['SPECIMENS', 'LABELS', 'LANDMARK_NAMES', 'N_PROJECTIONS', 'REAL_FILENAME', 'INITIAL_ENERGY', 'COLLIMATOR_BORDER',
            'REAL_SIZE', 'REAL_PIXEL_SPACING', 'REAL_FOCAL_PIXELS', 'REAL_PRINCIPAL_POINT', 'REAL_EXTRINSIC',
            'QUESTIONED_VIEWS', 'is_questioned', 'check_subject', 'collimator_border', 'DeepFluoroFormatError',
-           'open_h5', 'read_array', 'require_group', 'is_rigid', 'check_layout', 'uncompressed_copy']
+           'open_h5', 'read_array', 'require_group', 'is_rigid', 'check_layout']
 
 # %% ../nbs/api/01_layout.ipynb #be618c2c
 SPECIMENS = {
@@ -81,12 +79,7 @@ def check_subject(
     name: str = "id_number",  # how the caller spells the argument in messages (e.g. "--subject" for the CLI)
 ) -> int:  # the subject number as an `int`
     "Check a DeepFluoro subject number, with an error that names the argument and the valid values."
-    valid = f"an integer from 1 to {len(SPECIMENS)}"
-    if isinstance(id_number, (bool, np.bool_)) or not isinstance(id_number, (int, np.integer)):
-        raise TypeError(f"{name} must be {valid}, got {id_number!r} ({type(id_number).__name__})")
-    if int(id_number) not in SPECIMENS:
-        raise ValueError(f"{name} must be {valid}, got {id_number}")
-    return int(id_number)
+    return check_int(id_number, name, min(SPECIMENS), max(SPECIMENS))  # SPECIMENS is numbered 1..6 without gaps
 
 # %% ../nbs/api/01_layout.ipynb #89d0e861
 def collimator_border(
@@ -96,13 +89,18 @@ def collimator_border(
     return COLLIMATOR_BORDER * width // REAL_SIZE
 
 # %% ../nbs/api/01_layout.ipynb #aee83dae
-class DeepFluoroFormatError(ValueError):
+class DeepFluoroFormatError(DatasetFormatError):
     "The file is not a readable DeepFluoro HDF5 file: names the file, the HDF5 path and what is wrong."
+    layout = "DeepFluoro"
 
-    def __init__(self, filename, h5path: str, problem: str):
-        self.filename, self.h5path, self.problem = str(filename), h5path, problem
-        where = f" at '{h5path}'" if h5path else ""
-        super().__init__(f"{filename}: not a valid DeepFluoro file{where}: {problem}")
+    def __init__(
+        self,
+        filename,  # the HDF5 file
+        h5path: str,  # where in it ("" for the file as a whole)
+        problem: str,  # what is wrong, and what would be right
+    ):
+        self.h5path = h5path
+        super().__init__(filename, h5path, problem)
 
 # %% ../nbs/api/01_layout.ipynb #18b594aa
 def open_h5(
@@ -265,47 +263,3 @@ def check_layout(
             filename, "", f"expected {n_projections} projections in all, found {sum(counts.values())} ({counts})"
         )
     return counts
-
-# %% ../nbs/api/01_layout.ipynb #f3942e81
-def uncompressed_copy(
-    src: str | os.PathLike,  # a DeepFluoro-format HDF5 file, opened read-only and never changed
-    dst: str | os.PathLike,  # the copy to write
-    overwrite: bool = False,  # replace `dst` if it exists
-    progress: bool = True,  # show a progress bar over the bytes copied (on stderr)
-) -> Path:  # `dst`
-    "Copy `src` with every dataset stored contiguously and uncompressed: same groups, datasets, values, types, attributes."
-    src, dst = Path(src).expanduser(), Path(dst).expanduser()
-    with open_h5(src) as fin:
-        if dst.exists() and dst.resolve() == src.resolve():
-            raise ValueError(f"the copy must go to another file than its source {src}")
-        if dst.exists() and not overwrite:
-            raise FileExistsError(f"{dst} exists; pass overwrite=True to replace it")
-        if not dst.parent.is_dir():
-            raise FileNotFoundError(f"no such folder for the copy: {dst.parent}")
-        names, need = [], 0  # every group and dataset, each group before its members; the datasets' bytes
-        def visit(name, obj):
-            nonlocal need
-            names.append(name)
-            need += obj.nbytes if isinstance(obj, h5py.Dataset) else 0
-        fin.visititems(visit)
-        free = shutil.disk_usage(dst.parent).free
-        if need > free:
-            raise OSError(f"{dst.parent} has {free / 2**30:.2f} GiB free, the uncompressed copy needs {need / 2**30:.2f} GiB")
-        with atomic_path(dst) as partial, h5py.File(partial, "w") as fout, tqdm(
-            total=need, unit="B", unit_scale=True, disable=not progress, desc=f"uncompressed copy of {src.name}"
-        ) as bar:
-            _copy_attrs(fin, fout)
-            for name in names:
-                obj = fin[name]
-                if isinstance(obj, h5py.Group):
-                    _copy_attrs(obj, fout.require_group(name))
-                else:
-                    _copy_attrs(obj, fout.create_dataset(name, data=obj[()], dtype=obj.dtype))
-                    bar.update(obj.nbytes)
-    return dst
-
-
-def _copy_attrs(source, target):
-    "Copy the attributes of an HDF5 object onto another, with their stored types."
-    for key in source.attrs:
-        target.attrs.create(key, source.attrs[key], dtype=source.attrs.get_id(key).dtype)

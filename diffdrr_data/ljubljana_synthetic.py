@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .checks import DatasetFormatError, check_int
 from .data_home import atomic_path, data_home, display_path
 from .geometry import detector_intrinsics, project_points
 from .layout import is_rigid
@@ -37,13 +38,18 @@ XVR_MAX_NAMES = {"frontal": "frontal_max", "lateral": "lateral_max"}  # view -> 
 BACKGROUND_THRESHOLD = 1000.0  # the anchors' 3D-DSA background threshold (voxels below it are set to 0)
 
 
-class LjubljanaFormatError(ValueError):
+class LjubljanaFormatError(DatasetFormatError):
     "The file is not a readable `ljubljana.h5`-format file: names the file, the HDF5 path and what is wrong."
+    layout = "Ljubljana"
 
-    def __init__(self, filename, h5path: str, problem: str):
-        self.filename, self.h5path, self.problem = str(filename), h5path, problem
-        where = f" at '{h5path}'" if h5path else ""
-        super().__init__(f"{filename}: not a valid Ljubljana file{where}: {problem}")
+    def __init__(
+        self,
+        filename,  # the HDF5 file
+        h5path: str,  # where in it ("" for the file as a whole)
+        problem: str,  # what is wrong, and what would be right
+    ):
+        self.h5path = h5path
+        super().__init__(filename, h5path, problem)
 
 
 def subject_group(id_number: int) -> str:  # e.g. "subject01"
@@ -56,12 +62,7 @@ def check_ljubljana_subject(
     name: str = "id_number",  # how the caller spells the argument in messages
 ) -> int:  # the subject number as an `int`
     "Check a Ljubljana subject number, with an error that names the argument and the valid values."
-    valid = f"an integer from 1 to {N_SUBJECTS}"
-    if isinstance(id_number, (bool, np.bool_)) or not isinstance(id_number, (int, np.integer)):
-        raise TypeError(f"{name} must be {valid}, got {id_number!r} ({type(id_number).__name__})")
-    if not 1 <= int(id_number) <= N_SUBJECTS:
-        raise ValueError(f"{name} must be {valid} (Ljubljana has {N_SUBJECTS} patients), got {id_number}")
-    return int(id_number)
+    return check_int(id_number, name, 1, N_SUBJECTS, why=f"Ljubljana has {N_SUBJECTS} patients")
 
 # %% ../nbs/api/10_ljubljana_synthetic.ipynb #710310a4
 def read_h5_array(
@@ -344,7 +345,7 @@ def synthetic_subject(
                 tree=tree, world_from_local=world_from_local, views=views)
 
 # %% ../nbs/api/10_ljubljana_synthetic.ipynb #f0db8f65
-SYNTHETIC_VERSION = 1  # raised whenever the bytes a seed writes change; part of the cached file's name
+SYNTHETIC_VERSION = 2  # raised whenever the bytes a seed writes change; part of the cached file's name
 
 
 def _put(group: h5py.Group, name: str, value, compress: bool = False):
@@ -382,8 +383,7 @@ def write_synthetic_ljubljana(
     subjects = [check_ljubljana_subject(s, "subjects") for s in subjects]
     if not subjects or len(set(subjects)) != len(subjects):
         raise ValueError(f"subjects must be distinct subject numbers, at least one; got {subjects}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int(seed, "seed", low=0)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for number in subjects:
             if progress:
@@ -466,8 +466,7 @@ def synthetic_ljubljana(
     progress: bool = True,  # say so on stderr when the file has to be written
 ) -> Path:  # path of the HDF5 file
     "Path of a synthetic `ljubljana.h5`-format file in `data_home()/synthetic`, written on first use."
-    if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) or not 1 <= n_subjects <= N_SUBJECTS:
-        raise ValueError(f"n_subjects must be an integer from 1 to {N_SUBJECTS}, got {n_subjects!r}")
+    check_int(n_subjects, "n_subjects", 1, N_SUBJECTS)
     path = synthetic_folder() / f"ljubljana-synthetic-subjects{n_subjects}-seed{seed}-v{SYNTHETIC_VERSION}.h5"
     if path.exists() and not overwrite:
         try:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from scipy.spatial.transform import Rotation
 from tqdm import tqdm  # a text bar on stderr, as documented, in a notebook too (tqdm.auto would draw a widget there)
 
+from .checks import check_int
 from diffdrr_data.layout import (
     INITIAL_ENERGY,
     LABELS,
@@ -129,13 +131,8 @@ def rotation_about(
     axis: str,  # "x", "y" or "z"
     degrees: float,  # angle, right-handed
 ) -> np.ndarray:  # (3, 3)
-    "Rotation matrix about a coordinate axis."
-    t = np.deg2rad(degrees)
-    c, s = np.cos(t), np.sin(t)
-    i, j = {"x": (1, 2), "y": (2, 0), "z": (0, 1)}[axis]
-    R = np.eye(3)
-    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
-    return R
+    "Rotation matrix about a coordinate axis (scipy's `Rotation.from_euler`)."
+    return Rotation.from_euler(axis, degrees, degrees=True).as_matrix()
 
 # %% ../nbs/api/05_synthetic.ipynb #b44b7774
 HU_AIR = -1000.0  # outside the body
@@ -494,17 +491,6 @@ CAMERA_FROM_LPS = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # left -> +col
 FLIP_IN_PLANE = np.diag([-1.0, -1.0, 1.0, 1.0])  # camera rolled 180 degrees about its principal axis
 
 
-def _rotation_vector(v) -> np.ndarray:
-    "Rotation matrix of the rotation vector `v` (radians), by Rodrigues' formula."
-    v = np.asarray(v, dtype=float)
-    theta = np.linalg.norm(v)
-    if theta == 0:
-        return np.eye(3)
-    k = v / theta
-    W = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * W + (1 - np.cos(theta)) * W @ W
-
-
 def is_upside_down(
     view: int,  # view index within the specimen
     specimen: int,  # subject number (1-6)
@@ -527,7 +513,7 @@ def view_pose(
     "The ground-truth pose of a view: the CT (or its point `aim`) centred in front of the source, a few degrees and mm off."
     rng = np.random.default_rng([seed, specimen, 1, view])
     C = np.eye(4)
-    C[:3, :3] = _rotation_vector(np.deg2rad(rng.uniform(-5, 5, 3))) @ CAMERA_FROM_LPS
+    C[:3, :3] = Rotation.from_rotvec(rng.uniform(-5, 5, 3), degrees=True).as_matrix() @ CAMERA_FROM_LPS
     C[:3, 3] = [rng.uniform(-8, 8), rng.uniform(-8, 8), -SOURCE_TO_ISOCENTRE + rng.uniform(-15, 15)]
     if aim is not None:
         C[:3, 3] -= C[:3, :3] @ np.asarray(aim, dtype=float)  # `aim` goes where the grid centre would have gone
@@ -558,7 +544,7 @@ def femur_motion(
     u = np.random.default_rng([seed, specimen, 3, view]).uniform(-1, 1, (2, 3))[0 if side == "left" else 1]
     lo, hi = FEMUR_ABDUCTION_DEG
     degrees = [FEMUR_FLEXION_DEG * u[0], np.copysign(lo + (hi - lo) * abs(u[1]), u[1]), FEMUR_ROTATION_DEG * u[2]]
-    R = _rotation_vector(np.deg2rad(degrees))
+    R = Rotation.from_rotvec(degrees, degrees=True).as_matrix()
     head = np.asarray(head_centre, dtype=float)
     F = np.eye(4)
     F[:3, :3], F[:3, 3] = R, head - R @ head
@@ -609,15 +595,9 @@ def raw_xray(
 
 # %% ../nbs/api/05_synthetic.ipynb #aa1ac77f
 def _check_arguments(size, views_per_specimen, seed):
-    def is_int(x):
-        return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-    if not is_int(size) or not 32 <= size <= REAL_SIZE:
-        raise ValueError(f"size must be an integer from 32 to {REAL_SIZE} (pixels per side of the X-rays), got {size!r}")
-    if not is_int(views_per_specimen) or not 1 <= views_per_specimen <= 999:
-        raise ValueError(f"views_per_specimen must be an integer from 1 to 999 (view names have three digits), got {views_per_specimen!r}")
-    if not is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int(size, "size", 32, REAL_SIZE, why="pixels per side of the X-rays")
+    check_int(views_per_specimen, "views_per_specimen", 1, 999, why="view names have three digits")
+    check_int(seed, "seed", low=0)
 
 
 def specimen_phantom(
@@ -766,7 +746,7 @@ def write_synthetic_deepfluoro(
     return path
 
 # %% ../nbs/api/05_synthetic.ipynb #c0f0bb1d
-SYNTHETIC_VERSION = 2  # raised whenever the bytes a seed writes change; part of the cached file's name
+SYNTHETIC_VERSION = 3  # raised whenever the bytes a seed writes change; part of the cached file's name
 
 
 def synthetic_folder() -> Path:
