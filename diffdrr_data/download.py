@@ -373,7 +373,7 @@ def _extract_checked(zip_path: Path, member: zipfile.ZipInfo, final: Path, n_pro
             counts = check_layout(tmp, n_projections=n_projections)
         except DeepFluoroFormatError as e:
             raise DownloadError(f"The downloaded file does not have the DeepFluoro layout, so it was not installed: {e.problem}"
-                                f"{' at ' + repr(e.h5path) if e.h5path else ''}") from None
+                                f"{' at ' + repr(e.where) if e.where else ''}") from None
     return counts
 
 

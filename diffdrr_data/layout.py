@@ -91,16 +91,7 @@ def collimator_border(
 # %% ../nbs/api/01_layout.ipynb #aee83dae
 class DeepFluoroFormatError(DatasetFormatError):
     "The file is not a readable DeepFluoro HDF5 file: names the file, the HDF5 path and what is wrong."
-    layout = "DeepFluoro"
-
-    def __init__(
-        self,
-        filename,  # the HDF5 file
-        h5path: str,  # where in it ("" for the file as a whole)
-        problem: str,  # what is wrong, and what would be right
-    ):
-        self.h5path = h5path
-        super().__init__(filename, h5path, problem)
+    layout = "DeepFluoro"  # `DatasetFormatError(filename, where, problem)`: `where` is the HDF5 path ("" for the whole file)
 
 # %% ../nbs/api/01_layout.ipynb #18b594aa
 def open_h5(

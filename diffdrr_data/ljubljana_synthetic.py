@@ -40,16 +40,7 @@ BACKGROUND_THRESHOLD = 1000.0  # the anchors' 3D-DSA background threshold (voxel
 
 class LjubljanaFormatError(DatasetFormatError):
     "The file is not a readable `ljubljana.h5`-format file: names the file, the HDF5 path and what is wrong."
-    layout = "Ljubljana"
-
-    def __init__(
-        self,
-        filename,  # the HDF5 file
-        h5path: str,  # where in it ("" for the file as a whole)
-        problem: str,  # what is wrong, and what would be right
-    ):
-        self.h5path = h5path
-        super().__init__(filename, h5path, problem)
+    layout = "Ljubljana"  # `DatasetFormatError(filename, where, problem)`: `where` is the HDF5 path ("" for the whole file)
 
 
 def subject_group(id_number: int) -> str:  # e.g. "subject01"
