@@ -17,7 +17,7 @@ from .checks import DatasetFormatError, check_int
 __all__ = ['SPECIMENS', 'LABELS', 'LANDMARK_NAMES', 'N_PROJECTIONS', 'REAL_FILENAME', 'INITIAL_ENERGY', 'COLLIMATOR_BORDER',
            'REAL_SIZE', 'REAL_PIXEL_SPACING', 'REAL_FOCAL_PIXELS', 'REAL_PRINCIPAL_POINT', 'REAL_EXTRINSIC',
            'QUESTIONED_VIEWS', 'is_questioned', 'check_subject', 'collimator_border', 'DeepFluoroFormatError',
-           'open_h5', 'read_array', 'require_group', 'is_rigid', 'check_layout']
+           'open_h5', 'read_array', 'require_group', 'is_rigid', 'check_layout', 'write_minimal_deepfluoro']
 
 # %% ../nbs/api/01_layout.ipynb #be618c2c
 SPECIMENS = {
@@ -254,3 +254,32 @@ def check_layout(
             filename, "", f"expected {n_projections} projections in all, found {sum(counts.values())} ({counts})"
         )
     return counts
+
+# %% ../nbs/api/01_layout.ipynb #f4c28cee
+def write_minimal_deepfluoro(
+    fn: str | os.PathLike,  # the file to write (replaced if it exists)
+    rows: int = 8,  # rows of its one X-ray (pixels)
+    cols: int = 8,  # columns of its one X-ray (pixels)
+):
+    "The smallest file `check_layout` accepts for one specimen (17-1882) with one view: a fixture for tests."
+    with h5py.File(fn, "w") as f:
+        f["proj-params/intrinsic"] = np.array([[-10.0, 0, (cols - 1) / 2], [0, -10.0, (rows - 1) / 2], [0, 0, 1]])
+        f["proj-params/extrinsic"] = np.eye(4)
+        f["proj-params/num-rows"], f["proj-params/num-cols"] = rows, cols
+        f["proj-params/pixel-row-spacing"], f["proj-params/pixel-col-spacing"] = 0.194, 0.194
+        for g in ("17-1882/vol", "17-1882/vol-seg/image"):
+            f[f"{g}/pixels"] = np.zeros((4, 5, 6), np.float32 if g.endswith("vol") else np.uint8)
+            f[f"{g}/spacing"] = np.ones((3, 1))
+            f[f"{g}/origin"] = np.zeros((3, 1))
+            f[f"{g}/dir-mat"] = np.eye(3)
+        for k, v in LABELS.items():
+            f[f"17-1882/vol-seg/labels-def/{k}"] = np.bytes_(v)
+        f["17-1882/vol-landmarks/FH-l"] = np.zeros((3, 1))
+        v = "17-1882/projections/000"
+        f[f"{v}/image/pixels"] = np.ones((rows, cols), np.float32)
+        f[f"{v}/image/spacing"] = np.full((2, 1), 0.194)
+        f[f"{v}/image/origin"] = np.zeros((2, 1))
+        f[f"{v}/image/dir-mat"] = np.eye(2)
+        f[f"{v}/gt-poses/cam-to-pelvis-vol"] = np.eye(4)
+        f[f"{v}/rot-180-for-up"] = np.uint8(0)
+        f[f"{v}/gt-landmarks/FH-l"] = np.zeros((2, 1))
