@@ -19,15 +19,15 @@ from diffdrr.pose import RigidTransform
 from fastcore.basics import patch
 from tqdm import tqdm
 
+from .checks import check_int, check_positive
+from .geometry import pose_matrices
 from .metrics import block_mean, normalized_cross_correlation, subpixel_shift
+from .registration import benchmark_dataset
 from .render import default_device
 
 # %% auto #0
 __all__ = ['CONTROLS', 'FEMUR_LABELS', 'VERIFY_FAILED', 'camera_perturbations', 'perturb', 'volume_centre', 'view_intrinsics',
            'coarse_size', 'VerifyReport', 'verify', 'verify_figure', 'verify_main']
-
-# %% ../nbs/api/17_verify.ipynb #1d0c2c1e
-from .layout import QUESTIONED_VIEWS
 
 # %% ../nbs/api/17_verify.ipynb #583da67f
 CONTROLS = ("tx+", "tx-", "ty+", "ty-", "rx+", "rx-", "ry+", "ry-")  # names of the misposed controls, in their order
@@ -64,8 +64,10 @@ def camera_perturbations(
 
 # %% ../nbs/api/17_verify.ipynb #d8e7eab5
 def _matrix(pose) -> torch.Tensor:  # (4, 4) float64 on the CPU
-    m = pose.matrix if isinstance(pose, RigidTransform) else torch.as_tensor(pose)
-    return m.detach().to("cpu", torch.float64).reshape(4, 4)
+    m = pose_matrices(pose)
+    if len(m) != 1:
+        raise ValueError(f"expected a single pose (a batch of 1 or a (4, 4) matrix), got a batch of {len(m)}")
+    return m[0].detach().to("cpu", torch.float64)
 
 
 def perturb(
@@ -93,7 +95,7 @@ def _in_camera(pose, reorient, point) -> torch.Tensor:  # (3,) float64: a world 
 
 # %% ../nbs/api/17_verify.ipynb #efdf24b1
 def view_intrinsics(
-    ds,  # a `DeepFluoroDataset` (any source)
+    ds,  # a dataset (any source)
     idx: int,  # view index
 ) -> dict:  # sdd, height, delx, width, dely, x0, y0 (mm, pixels), and any other `DRR` keyword the dataset gives
     "View `idx`'s camera as `DRR` keyword arguments: `ds.intrinsics(idx)` where the dataset has it, else its common intrinsics."
@@ -291,26 +293,17 @@ def _view_list(ds, views) -> list:  # distinct, non-negative view indices
     return out
 
 
-def _questioned(ds) -> set:  # the view indices whose ground truth the dataset flags as questioned
-    table = ds.view_table() if hasattr(ds, "view_table") else None
-    if table is not None and "questioned" in table:
-        return set(table.view[table.questioned.astype(bool)].tolist())
-    return {i for i in range(len(ds)) if _view_number(ds, i) in QUESTIONED_VIEWS.get(int(ds.id_number), ())}
-
-
-def _view_number(ds, idx: int) -> int:  # the view's number as the dataset names it, which `QUESTIONED_VIEWS` uses
-    name = str(ds.view_names[idx]) if hasattr(ds, "view_names") else str(idx)
-    return int(name) if name.isdigit() else idx
+def _questioned(ds) -> set:  # the view indices whose ground truth the dataset flags as questioned (`ds.view_table()`)
+    table = ds.view_table()
+    return set(table.view[table.questioned.astype(bool)].tolist())
 
 
 def _check_settings(ds, downsample, translation_mm, rotation_deg, max_shift_px):
     if not getattr(ds, "preprocess", True):
         raise ValueError("verify needs a dataset with preprocess=True: DRRs are line integrals, raw X-rays are not")
-    if isinstance(downsample, bool) or not isinstance(downsample, (int, np.integer)) or downsample < 1:
-        raise ValueError(f"downsample must be a positive integer, got {downsample!r}")
+    check_int(downsample, "downsample", low=1)
     for name, value in dict(translation_mm=translation_mm, rotation_deg=rotation_deg, max_shift_px=max_shift_px).items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        check_positive(value, name)
 
 
 def _check_femur_poses(ds, idx: int):
@@ -322,13 +315,13 @@ def _check_femur_poses(ds, idx: int):
 
 # %% ../nbs/api/17_verify.ipynb #8f844d43
 def verify(
-    ds,  # a `DeepFluoroDataset` with `preprocess=True`, from any source (the HDF5 file, the xvr-data copy)
+    ds,  # a dataset with `preprocess=True` (the interface of CONTRIBUTING.md), from any source: DeepFluoro, Ljubljana
     views=None,  # view indices to verify (an int or a list); None: every view
     downsample: int = 32,  # a DRR pixel is `downsample` x `downsample` X-ray pixels (32: 44 x 44 DRRs of a 1436-pixel X-ray)
     translation_mm: float = 5.0,  # the translated controls move the camera this far along its x and y axes (mm)
     rotation_deg: float = 5.0,  # the rotated controls turn it this far about its x and y axes, through the CT's centre (degrees)
     max_shift_px: float = 16.0,  # a view fails when its DRR is shifted this far or more (pixels of the X-ray `ds[i]`)
-    include_questioned: bool = False,  # count the views whose ground truth is questioned (`QUESTIONED_VIEWS`) in the verdict
+    include_questioned: bool = False,  # count the views whose ground truth is questioned (`ds.view_table()`) in the verdict
     progress: bool = True,  # a progress bar on stderr, a step per view
     device: str | None = None,  # torch device to render on; default: `default_device()`
     composed: bool = False,  # each femur from its own pose (needs femur poses: the HDF5 file); False: the pelvis pose for all
@@ -403,21 +396,9 @@ def _parse_views(views):  # None, a list of ints, or "0,3,50"
         raise ValueError(f"views must be view indices separated by commas, e.g. 0,3,50; got {views!r}") from None
 
 
-def _dataset_class(name: str) -> tuple:  # (dataset class, subject checker, every subject number)
-    if name == "deepfluoro":
-        from diffdrr_data.deepfluoro import DeepFluoroDataset
-        from diffdrr_data.layout import SPECIMENS, check_subject
-        return DeepFluoroDataset, check_subject, list(SPECIMENS)
-    if name == "ljubljana":
-        from diffdrr_data.ljubljana import LjubljanaDataset
-        from diffdrr_data.ljubljana_synthetic import N_SUBJECTS, check_ljubljana_subject
-        return LjubljanaDataset, check_ljubljana_subject, list(range(1, N_SUBJECTS + 1))
-    raise ValueError(f"dataset must be deepfluoro or ljubljana, got {name!r}")
-
-
 def verify_main(
-    subject: int = None,  # subject ID in 1..6; default: all six
-    file: str = None,  # a DeepFluoro-format HDF5 file or an xvr-data folder; default: the real data in the data home
+    subject: int = None,  # subject ID (DeepFluoro 1..6, Ljubljana 1..10); default: every subject
+    file: str = None,  # the dataset's file or an xvr-data folder; default: the real data in the data home
     views: str = None,  # view indices separated by commas, e.g. 0,3,50 (or a list); default: every view
     downsample: int = 32,  # a DRR pixel is this many X-ray pixels on a side
     translation_mm: float = 5.0,  # how far the translated controls move the camera (mm)
@@ -427,15 +408,15 @@ def verify_main(
     composed: bool = False,  # render each femur from its own pose (the HDF5 file only)
     progress: bool = True,  # a progress bar per subject, on stderr
     device: str = None,  # torch device; default: CUDA when available
-    dataset: str = "deepfluoro",  # "deepfluoro" or "ljubljana"
+    dataset: str = "deepfluoro",  # a name of `registration.DATASETS`: "deepfluoro" or "ljubljana"
     renderer: str = "diffdrr",  # "diffdrr" or "nanodrr"
 ) -> int:  # exit status: 0 when every subject passed, `VERIFY_FAILED` otherwise
-    "Verify the ground truth of a subject, or of all six: print each report, return the exit status."
-    Dataset, check, every = _dataset_class(dataset)
-    subjects = every if subject is None else [check(subject)]
+    "Verify the ground truth of a subject, or of every subject: print each report, return the exit status."
+    entry = benchmark_dataset(dataset)
+    subjects = entry.subjects if subject is None else [entry.check_subject(subject)]
     views, reports = _parse_views(views), []
     for s in subjects:
-        with Dataset(s, filename=file, download=False) as ds:
+        with entry.open(s, file) as ds:
             reports.append(verify(ds, views, downsample, translation_mm, rotation_deg, max_shift_px, include_questioned,
                                   progress, device, composed, renderer))
         print(f"{reports[-1]!r}\n")
