@@ -2,7 +2,7 @@
 Hidden cells are dropped, markdown cells kept as they are, visible code cells become ```python blocks followed by
 their text outputs. For .ci/test: `--code` prints the README's ```python blocks as one script (it must run as
 written); `--check-links` fails unless each link into the docs site (settings.ini's doc_host + doc_baseurl) names one
-of its pages (`api/09_deepfluoro.ipynb` -> `api/deepfluoro.html`, as nbdev names them) and each `nbs/...` path exists.
+of its pages (`api/12_deepfluoro.ipynb` -> `api/deepfluoro.html`, as nbdev names them) and each `nbs/...` path exists.
 """
 import configparser, json, re, sys
 from pathlib import Path

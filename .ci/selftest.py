@@ -57,7 +57,7 @@ for i in range(300):  # to the process's stdout, mid-line: what garbled nbdev_te
     shutil.copytree(CI, repo / ".ci", dirs_exist_ok=True, ignore=shutil.ignore_patterns("artifacts", "__pycache__"))
     run("git", "add", "-A", ".ci", cwd=repo)
     run("git", "-c", "user.name=selftest", "-c", "user.email=selftest@localhost", "commit", "-qm", "harness", cwd=repo)
-    content = json.loads((nb := repo / "nbs" / "api" / "00_data_home.ipynb").read_text())
+    content = json.loads((nb := repo / "nbs" / "api" / "01_data_home.ipynb").read_text())
     cell = next(c for c in content["cells"] if "".join(c["source"]).startswith("#| export"))
     cell["source"] = "".join(cell["source"]) + "\n\ndef selftest_unexported():\n    return 42"
     nb.write_text(json.dumps(content, indent=1) + "\n")
