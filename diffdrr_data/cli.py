@@ -15,6 +15,8 @@ from pathlib import Path
 
 from fastcore.docments import docments
 
+from .checks import check_int  # no PyTorch: argument checks run before anything heavy is imported
+
 # %% auto #0
 __all__ = ['DATASETS', 'SOURCES', 'LAYOUTS', 'COMMANDS', 'render', 'download', 'info', 'verify', 'export', 'uncompress',
            'evaluate', 'main']
@@ -155,8 +157,7 @@ def render(
 ):
     "Render a view's DRR from its ground-truth pose beside the X-ray; print NCC and mean reprojection error."
     _check_dataset(dataset, subject)  # everything that needs no file, before any file is opened or generated
-    if downsample < 1:
-        raise ValueError(f"--downsample must be a positive integer, got {downsample}")
+    check_int(downsample, "--downsample", low=1)
     out = _writable_output(out)
     path, kind = _data_file(dataset, file, "render")
 
@@ -246,8 +247,7 @@ def verify(
     _check_dataset(dataset, subject)
     if renderer not in ("diffdrr", "nanodrr"):
         raise ValueError(f"--renderer must be diffdrr or nanodrr, got {renderer!r}")
-    if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
-        raise ValueError(f"--downsample must be a positive integer, got {downsample}")
+    check_int(downsample, "--downsample", low=1)
     path, _ = _data_file(dataset, file, "verify", no_fallback="verifying the synthetic phantom says nothing about your data")
     from diffdrr_data.verify import verify_main
 

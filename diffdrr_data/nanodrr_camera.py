@@ -14,6 +14,7 @@ from diffdrr.pose import RigidTransform
 from torchio import LabelMap, ScalarImage
 
 from .checks import check_number
+from .geometry import pose_matrices
 
 # %% auto #0
 __all__ = ['NANODRR_INSTALL', 'NANODRR_FROM_DIFFDRR_CAMERA', 'ATTENUATIONS', 'require_nanodrr', 'nanodrr_intrinsic_matrix',
@@ -102,11 +103,6 @@ def nanodrr_camera_like(
     return nanodrr_camera(dict(sdd=d.sdd, height=d.height, delx=d.delx, width=d.width, dely=d.dely, x0=-d.x0, y0=-d.y0))
 
 # %% ../nbs/api/16_nanodrr_camera.ipynb #19c7e504
-def _matrices(pose) -> torch.Tensor:  # (B, 4, 4), from a RigidTransform, a (4, 4) or a (B, 4, 4)
-    m = pose.matrix if isinstance(pose, RigidTransform) else torch.as_tensor(pose)
-    return m.reshape(-1, 4, 4)
-
-
 def _diffdrr_to_nanodrr_camera(reorient, like: torch.Tensor) -> torch.Tensor:  # (4, 4) R M: P @ (R M) = rt_inv
     R = torch.as_tensor(np.asarray(reorient, dtype=np.float64))
     return (R @ torch.from_numpy(NANODRR_FROM_DIFFDRR_CAMERA)).to(like.device, like.dtype)
@@ -117,7 +113,7 @@ def diffdrr_to_nanodrr_extrinsic(
     reorient,  # (4, 4) the subject's `reorient` (`ds.subject.reorient`, DiffDRR's "PA")
 ) -> torch.Tensor:  # (B, 4, 4) float64 world-to-camera extrinsic E_n, a proper rigid transform
     "nanodrr's extrinsic of a DiffDRR pose: `E_n = (P R M)⁻¹`."
-    P = _matrices(pose).double()
+    P = pose_matrices(pose).double()
     return torch.linalg.inv(P @ _diffdrr_to_nanodrr_camera(reorient, P))
 
 
@@ -126,7 +122,7 @@ def nanodrr_to_diffdrr_pose(
     reorient,  # (4, 4) the subject's `reorient`
 ) -> RigidTransform:  # camera-to-world pose(s) P of batch B, in `extrinsic`'s dtype, for `ds.evaluate` or DiffDRR
     "The DiffDRR pose of a nanodrr extrinsic: `P = E_n⁻¹ (R M)⁻¹`."
-    E = _matrices(extrinsic)
+    E = pose_matrices(extrinsic)
     P = torch.linalg.inv(E.double()) @ torch.linalg.inv(_diffdrr_to_nanodrr_camera(reorient, E.double()))
     return RigidTransform(P.to(E.dtype))
 
@@ -148,7 +144,7 @@ def nanodrr_project(
 ) -> torch.Tensor:  # (B, N, 2) float64 (col, row), pixel (i, j)'s centre at (j + ½, i + ½)
     "Where nanodrr's camera sees `points`: `[u w, v w, w] = K_n (E_n)[:3] [X, 1]`, in nanodrr's (and DiffDRR's) pixel convention."
     K = torch.as_tensor(camera.K if isinstance(camera, NanoCamera) else camera, dtype=torch.float64)
-    E = _matrices(extrinsic).double()
+    E = pose_matrices(extrinsic).double()
     X = torch.as_tensor(points).double().reshape(-1, *torch.as_tensor(points).shape[-2:])
     uvw = (X @ E[:, :3, :3].mT + E[:, None, :3, 3]) @ K.T
     return uvw[..., :2] / uvw[..., 2:]
@@ -211,7 +207,7 @@ class NanoDRR(torch.nn.Module):
 
     def rt_inv(self, pose) -> torch.Tensor:  # (B, 4, 4) nanodrr's camera-to-world, differentiable in `pose`
         "nanodrr's `rt_inv = E_n⁻¹ = P R M` for a pose `P` of this package."
-        P = _matrices(pose)
+        P = pose_matrices(pose)
         return P @ self.to_nanodrr.to(P.dtype)
 
     def forward(

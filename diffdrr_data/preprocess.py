@@ -17,6 +17,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur, resize
 from tqdm import tqdm
 
+from .checks import check_int
 from .data_home import atomic_path
 from .layout import INITIAL_ENERGY, collimator_border, open_h5
 
@@ -151,9 +152,7 @@ def preprocess_threads(
         if torch.utils.data.get_worker_info() is not None:
             return 1  # the workers already run in parallel, one per core
         threads = PREPROCESS_THREADS if PREPROCESS_THREADS is not None else torch.get_num_threads()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    return int(threads)
+    return check_int(threads, "threads", low=1)
 
 # %% ../nbs/api/05_preprocess.ipynb #fe1025bf
 _BAND_ELEMENTS = 1 << 18  # elements of a band's buffers (1 MB of float32): fewer, longer NumPy calls per thread

@@ -18,6 +18,7 @@ from diffdrr.pose import RigidTransform
 from scipy.spatial.transform import Rotation
 
 from .checks import check_int
+from .geometry import pose_matrices
 from .deepfluoro import STRUCTURES, DeepFluoroDataset
 from .find import find_deepfluoro, find_ljubljana
 from .layout import SPECIMENS, is_rigid
@@ -39,8 +40,7 @@ def perturbed_poses(
     centre: Sequence[float] = (0.0, 0.0, 0.0),  # (3,) point of DiffDRR's world (mm) the rotation axes pass through
 ) -> RigidTransform:  # (n) starting camera-to-world poses, in the dtype and device of `pose`
     "Draw `n` starting poses about `pose`: the CT turned about `centre` and translated, seeded with numpy."
-    matrix = pose.matrix if isinstance(pose, RigidTransform) else torch.as_tensor(pose)
-    matrix = matrix.reshape(-1, 4, 4)
+    matrix = pose_matrices(pose)
     if len(matrix) != 1:
         raise ValueError(f"pose must be a single pose (batch 1 or a (4, 4) tensor), got a batch of {len(matrix)}")
     check_int(n, "n", low=1)
@@ -126,12 +126,10 @@ def _view(value, entry: BenchmarkDataset) -> int:  # a view index, from an index
 
 
 def _matrix(value) -> np.ndarray:  # (4, 4) float64
-    value = value.matrix if isinstance(value, RigidTransform) else value
-    value = value.detach().cpu() if isinstance(value, torch.Tensor) else value
-    m = np.asarray(value, dtype=np.float64)
-    if m.size != 16:
-        raise ValueError(f"a pose must be a 4x4 matrix (or a batch-1 RigidTransform), got shape {m.shape}")
-    return m.reshape(4, 4)
+    m = pose_matrices(value, "a pose")
+    if len(m) != 1:
+        raise ValueError(f"a pose must be a 4x4 matrix (or a batch-1 RigidTransform), got a batch of {len(m)}")
+    return m[0].detach().cpu().double().numpy()
 
 
 def write_predictions(

@@ -284,7 +284,7 @@ def _view_list(ds, views) -> list:  # distinct, non-negative view indices
     views = range(n) if views is None else [views] if isinstance(views, (int, np.integer)) else views
     out = []
     for v in views:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not -n <= v < n:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not -n <= v < n:  # an index, like ds[i]'s
             raise ValueError(f"views must be view indices of subject {ds.id_number} (0..{n - 1}, negative from the end), got {v!r}")
         if int(v) % n not in out:
             out.append(int(v) % n)
