@@ -78,21 +78,15 @@ def _shell_path(
 
 
 def _deepfluoro_file(
-    file: str | None,  # the `--file` argument
     command: str = "render",  # the command, for messages
     no_fallback: str | None = None,  # why `command` must not read the synthetic file instead; None: it does
-) -> tuple[Path, str]:  # (path, where it came from: "--file", "real" or "synthetic")
-    "The DeepFluoro data a command reads: `--file`, else what `find_deepfluoro` finds in the data home, else the synthetic file (or, with `no_fallback`, an error that says what to do)."
+) -> tuple[Path, str]:  # (path, where it came from: "real" or "synthetic")
+    "The DeepFluoro data a command reads without `--file`: what `find_deepfluoro` finds in the data home, else the synthetic file (or, with `no_fallback`, an error that says what to do)."
     from diffdrr_data.data_home import data_home
     from diffdrr_data.find import find_deepfluoro
     from diffdrr_data.layout import REAL_FILENAME
     from diffdrr_data.synthetic import synthetic_deepfluoro, synthetic_folder
 
-    if file is not None:
-        path = Path(file).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"--file {file}: no such file or folder")
-        return path, "--file"
     try:  # the one search of the data home (it says which copy it uses)
         return find_deepfluoro(download=False, verbose=True), "real"
     except FileNotFoundError:
@@ -113,16 +107,10 @@ def _deepfluoro_file(
 
 
 def _ljubljana_file(
-    file: str | None,  # the `--file` argument
     command: str = "render",  # the command, for messages
     no_fallback: str | None = None,  # why `command` must not read the synthetic file instead; None: it does
-) -> tuple[Path, str]:  # (path, where it came from: "--file", "real" or "synthetic")
-    "The Ljubljana data a command reads: `--file`, else the real data in the data home (`find_ljubljana`), else the synthetic file (or, with `no_fallback`, an error)."
-    if file is not None:
-        path = Path(file).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"--file {file}: no such file or folder")
-        return path, "--file"
+) -> tuple[Path, str]:  # (path, where it came from: "real" or "synthetic")
+    "The Ljubljana data a command reads without `--file`: what `find_ljubljana` finds in the data home, else the synthetic file (or, with `no_fallback`, an error)."
     from diffdrr_data.find import find_ljubljana
 
     try:
@@ -143,8 +131,13 @@ def _data_file(
     command: str = "render",  # the command, for messages
     no_fallback: str | None = None,  # why `command` must not read the synthetic file instead; None: it does
 ) -> tuple[Path, str]:  # (path, where it came from: "--file", "real" or "synthetic")
-    "The file or folder of `dataset` a command reads (`_deepfluoro_file`, `_ljubljana_file`)."
-    return (_deepfluoro_file if dataset == "deepfluoro" else _ljubljana_file)(file, command, no_fallback)
+    "The file or folder of `dataset` a command reads: `--file` as it is, else the data home's (`_deepfluoro_file`, `_ljubljana_file`)."
+    if file is not None:
+        path = Path(file).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"--file {file}: no such file or folder")
+        return path, "--file"
+    return (_deepfluoro_file if dataset == "deepfluoro" else _ljubljana_file)(command, no_fallback)
 
 # %% ../nbs/api/20_cli.ipynb #ab3cebb6
 def render(
@@ -315,7 +308,7 @@ def uncompress(
 
     if out is not None and Path(out).suffix.lower() not in (".h5", ".hdf5"):
         raise ValueError(f"--out must name a .h5 file, got {out}")
-    source, _ = _deepfluoro_file(file, "uncompress", no_fallback="it writes a copy beside its source, so the source must be the file you mean")
+    source, _ = _data_file("deepfluoro", file, "uncompress", no_fallback="it writes a copy beside its source, so the source must be the file you mean")
     out = source.with_name(f"{source.stem}_uncompressed.h5") if out is None else Path(out).expanduser()
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {display_path(out)} exists; add --overwrite to replace it")
