@@ -17,6 +17,7 @@ import torch
 from diffdrr.drr import DRR
 from diffdrr.pose import RigidTransform
 from fastcore.basics import patch
+from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from .checks import check_int, check_positive
@@ -40,10 +41,8 @@ def _translation(v) -> torch.Tensor:  # (4, 4) float64
 
 
 def _rotation(axis: int, degrees: float) -> torch.Tensor:  # (4, 4) float64, right-handed, about axis 0 (x), 1 (y) or 2 (z)
-    a, (i, j) = math.radians(degrees), [(1, 2), (2, 0), (0, 1)][axis]
     R = torch.eye(4, dtype=torch.float64)
-    R[i, i] = R[j, j] = math.cos(a)
-    R[i, j], R[j, i] = -math.sin(a), math.sin(a)
+    R[:3, :3] = torch.from_numpy(Rotation.from_euler("xyz"[axis], degrees, degrees=True).as_matrix())
     return R
 
 
