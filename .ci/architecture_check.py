@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The architecture of CONTRIBUTING.md: an API notebook `nbs/api/NN_name.ipynb` imports from `diffdrr_data.X` only
+"""The architecture of CONTRIBUTING.md: API notebooks `nbs/api/NN_name.ipynb` have one number each; one imports from `diffdrr_data.X` only
 where X's notebook has a lower number, and imports no private (`_x`) name of another module.
 Prints the dependency table and one line per violation; exits 1 if there is any."""
 import ast, json, re, sys
@@ -25,6 +25,9 @@ def main() -> int:
     modules = {m.group(1): (int(nb.name[:2]), nb) for nb in sorted(API.glob("[0-9][0-9]_*.ipynb"))  # from `#| default_exp`
                if (m := re.search(r"#\| default_exp (\w+)", nb.read_text(encoding="utf-8")))}
     problems = []
+    numbers = [number for number, _ in modules.values()]
+    problems += [f"{len([n for n in numbers if n == k])} API notebooks share the number {k:02d}: one number per notebook, in dependency order"
+                 for k in sorted(set(numbers)) if numbers.count(k) > 1]
     for module, (number, nb) in sorted(modules.items(), key=lambda kv: kv[1][0]):
         deps = set()
         for cell, dep, names in imports(nb):
