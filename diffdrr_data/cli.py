@@ -38,7 +38,7 @@ def _writable_output(
         raise PermissionError(f"--out {out}: cannot write to {out.parent} ({e.strerror or e})") from None
     return out
 
-# %% ../nbs/api/20_cli.ipynb #8347602d
+# %% ../nbs/api/20_cli.ipynb #b92a5e7d
 DATASETS = ("deepfluoro", "ljubljana")  # datasets the commands know (`--dataset`), as `registration.DATASETS` names them
 
 
@@ -60,7 +60,7 @@ def _check_dataset(
 
     return check_ljubljana_subject(subject, flag)
 
-
+# %% ../nbs/api/20_cli.ipynb #122f4cc8
 def _shell_path(
     path: str | os.PathLike,  # any path
 ) -> str:  # `$DIFFDRR_DATA_HOME/...`, `~/...` or the full path
@@ -76,7 +76,7 @@ def _shell_path(
             continue
     return str(path)
 
-
+# %% ../nbs/api/20_cli.ipynb #c3cae984
 def _deepfluoro_file(
     command: str = "render",  # the command, for messages
     no_fallback: str | None = None,  # why `command` must not read the synthetic file instead; None: it does
@@ -105,7 +105,7 @@ def _deepfluoro_file(
         f"(the synthetic DeepFluoro-format file: {synthetic})."
     )
 
-
+# %% ../nbs/api/20_cli.ipynb #a3958609
 def _ljubljana_file(
     command: str = "render",  # the command, for messages
     no_fallback: str | None = None,  # why `command` must not read the synthetic file instead; None: it does
@@ -124,7 +124,7 @@ def _ljubljana_file(
     print(f"No Ljubljana data in the data home: using the synthetic Ljubljana-format file {_shell_path(path)}.")
     return path, "synthetic"
 
-
+# %% ../nbs/api/20_cli.ipynb #a67aa773
 def _data_file(
     dataset: str,  # deepfluoro or ljubljana
     file: str | None,  # the `--file` argument

@@ -57,7 +57,7 @@ def coarse_view(
     xray = block_mean(img.reshape(1, 1, H, W)[..., mh : H - mh, mw : W - mw], downsample)
     return CoarseView(xray=xray, renderer=drr, margin=(mw, mh), downsample=downsample)
 
-# %% ../nbs/api/15_render.ipynb #a2aa6598
+# %% ../nbs/api/15_render.ipynb #f7b521a7
 @dataclass(frozen=True, eq=False)
 class DRRComparison:
     "View `idx` beside its DRR from the ground-truth pose, and how well they agree (`compare_to_drr`)."
@@ -74,7 +74,18 @@ class DRRComparison:
     downsample: int  # a coarse pixel is `downsample` x `downsample` X-ray pixels
     renderer: DRR  # the coarse renderer, to reuse for the next view
 
+# %% ../nbs/api/15_render.ipynb #36899396
+def _project_full_resolution(drr: DRR, ds, pose: RigidTransform, k: dict) -> torch.Tensor:
+    "`drr.perspective_projection` of the fiducials with the detector temporarily set to the dataset's full resolution."
+    d = drr.detector
+    saved = (d.height, d.width, d.delx, d.dely)
+    try:
+        drr.set_intrinsics_(height=k["height"], width=k["width"], delx=k["delx"], dely=k["dely"])
+        return drr.perspective_projection(pose, ds.subject.fiducials.to(pose.matrix.device, pose.matrix.dtype))
+    finally:
+        drr.set_intrinsics_(height=saved[0], width=saved[1], delx=saved[2], dely=saved[3])
 
+# %% ../nbs/api/15_render.ipynb #1b781272
 def compare_to_drr(
     ds,  # a dataset with `preprocess=True` (the interface of CONTRIBUTING.md)
     idx: int,  # view index
@@ -107,17 +118,6 @@ def compare_to_drr(
         landmark_error=reprojection_error(projected, annotated)[0],
         margin=view.margin, downsample=downsample, renderer=drr,
     )
-
-
-def _project_full_resolution(drr: DRR, ds, pose: RigidTransform, k: dict) -> torch.Tensor:
-    "`drr.perspective_projection` of the fiducials with the detector temporarily set to the dataset's full resolution."
-    d = drr.detector
-    saved = (d.height, d.width, d.delx, d.dely)
-    try:
-        drr.set_intrinsics_(height=k["height"], width=k["width"], delx=k["delx"], dely=k["dely"])
-        return drr.perspective_projection(pose, ds.subject.fiducials.to(pose.matrix.device, pose.matrix.dtype))
-    finally:
-        drr.set_intrinsics_(height=saved[0], width=saved[1], delx=saved[2], dely=saved[3])
 
 # %% ../nbs/api/15_render.ipynb #69881d9c
 def view_figure(
