@@ -29,7 +29,7 @@ def check_int(
     else:
         valid = "an integer"
     valid += f" ({why})" if why else ""
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy's bool_ is no Integral
         raise TypeError(f"{name} must be {valid}, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be {valid}, got {value!r}")
@@ -45,7 +45,7 @@ def check_number(
     "`value` as a `float`, if it is a finite real number (not a bool) within `[low, high]`; else an error naming `name`."
     bounds = [f">= {low}"] * (low is not None) + [f"<= {high}"] * (high is not None)
     valid = "a finite number" + (f" {' and '.join(bounds)}" if bounds else "")
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {valid}, got {value!r} ({type(value).__name__})")
     if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be {valid}, got {value!r}")
